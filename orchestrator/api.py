@@ -147,6 +147,7 @@ def run(
                 listeners=listeners,
                 ray_address=session.address,
                 dashboard_url=session.dashboard_url,
+                max_parallel=session.max_parallel_steps,
             )
             record = scheduler.run()
     else:

@@ -60,6 +60,14 @@ class RaySettings(Model):
         "leaves room for Ray Data read tasks beside training workers on small machines.",
     )
     num_gpus: int | None = Field(None, ge=0, description="GPUs of an embedded local Ray.")
+    max_parallel_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Most steps running at once. Default: unlimited on a cluster (Ray queues "
+        "work by resources); the number of cores on an embedded local Ray, where each training "
+        "step brings its own Ray Train workers and data pipeline and more of them than cores "
+        "only slow each other down.",
+    )
     dashboard: bool = Field(True, description="Start the Ray dashboard with an embedded Ray.")
     dashboard_port: int = Field(8265, ge=0, le=65535)
     namespace: str = "kdorch"

@@ -1,8 +1,9 @@
 """The scheduler: walks the graph, consults the cache, dispatches ready steps, records everything.
 
-Steps start as soon as all their inputs exist, so independent branches run at the same time on
-a backend that allows it (Ray). A failed step marks its descendants `skipped`; independent
-branches carry on, and everything that finished stays committed for the next run.
+Steps start as soon as all their inputs exist (at most ``max_parallel`` at once), so independent
+branches run at the same time on a backend that allows it (Ray). A failed step marks its
+descendants `skipped`; independent branches carry on, and everything that finished stays
+committed for the next run.
 """
 
 from __future__ import annotations
@@ -124,8 +125,13 @@ class Scheduler:
         listeners: Iterable[Listener] = (),
         ray_address: str | None = None,
         dashboard_url: str | None = None,
+        max_parallel: int | None = None,
     ):
+        """``max_parallel`` caps how many steps run at once (None: as many as are ready)."""
+        if max_parallel is not None and max_parallel < 1:
+            raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
         self.graph = graph
+        self.max_parallel = max_parallel
         self.store = store
         self.backend = backend
         self.run_id = run_id or new_run_id()
@@ -168,8 +174,8 @@ class Scheduler:
         return self.record
 
     # -- the loop -------------------------------------------------------------------------------
-    def start_or_reuse(self, node: Node) -> object | None:
-        """Reuse the committed result or submit the step; returns a handle when submitted."""
+    def reuse_or_prepare(self, node: Node) -> StepTask | None:
+        """Record the committed result if there is one (None), else the task that must run."""
         inputs = resolve_inputs(node, self.outputs)
         material = key_material(node.component.key, node.component.version, node.config, inputs)
         key = step_key(material)
@@ -188,7 +194,8 @@ class Scheduler:
                 )
                 self.emit(EventKind.cache_hit, node.id, key=key, message=reason)
                 return None
-        task = StepTask(
+        self.update(node.id, key=key, reason=reason)
+        return StepTask(
             step_id=node.id,
             component=node.component,
             config=node.config,
@@ -200,11 +207,16 @@ class Scheduler:
             resources=node.resources,
             store=self.store,
         )
+
+    def submit(self, node: Node, task: StepTask) -> object:
         self._started[node.id] = time.perf_counter()
-        self.update(node.id, key=key, status=StepStatus.running, started_at=now(), reason=reason)
-        self.emit(EventKind.started, node.id, key=key, message=reason)
+        self.update(node.id, status=StepStatus.running, started_at=now())
+        self.emit(EventKind.started, node.id, key=task.key, message=self.records[node.id].reason)
         self.persist()
         return self.backend.submit(node, task)
+
+    def has_slot(self, running: int) -> bool:
+        return self.max_parallel is None or running < self.max_parallel
 
     def finish(self, node: Node, outcome: Outcome) -> None:
         seconds = time.perf_counter() - self._started[node.id]
@@ -238,10 +250,11 @@ class Scheduler:
         for nid in self.graph.order:
             self.emit(EventKind.planned, nid)
         remaining = list(self.graph.order)
+        ready: dict[str, StepTask] = {}  # not cached, waiting for a slot (in graph order)
         running: dict[object, str] = {}
         blocked: set[str] = set()  # failed or skipped
         try:
-            while remaining or running:
+            while remaining or ready or running:
                 before = len(remaining)
                 for nid in list(remaining):
                     node = self.graph.nodes[nid]
@@ -256,9 +269,12 @@ class Scheduler:
                     if not node.upstream <= self.outputs.keys():
                         continue
                     remaining.remove(nid)
-                    handle = self.start_or_reuse(node)
-                    if handle is not None:
-                        running[handle] = nid
+                    task = self.reuse_or_prepare(node)
+                    if task is not None:
+                        ready[nid] = task
+                while ready and self.has_slot(len(running)):
+                    nid = next(iter(ready))
+                    running[self.submit(self.graph.nodes[nid], ready.pop(nid))] = nid
                 if not running:
                     if remaining and len(remaining) == before:
                         raise RuntimeError(f"scheduler stalled with {remaining} waiting")

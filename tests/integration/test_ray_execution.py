@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -49,6 +50,16 @@ def test_independent_branches_overlap_in_time(ray_cluster: str, store_dir: Path)
         right,
     )
     assert wall < 2 * 2.0 + 1.0
+
+
+def test_max_parallel_steps_runs_ready_steps_in_turn(ray_cluster: str, store_dir: Path) -> None:
+    p = Pipeline("one_at_a_time", ray={"max_parallel_steps": 1})
+    for name in ("left", "right", "middle"):
+        p.add(name, "toy_source", config={"sleep": 0.5, "start": float(len(name))})
+    record = run(p.spec, storage=str(store_dir))
+    spans = sorted((s.outputs["started"], s.outputs["ended"]) for s in record.steps)
+    assert [s.status.value for s in record.steps] == ["ran"] * 3
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), spans
 
 
 def test_failure_on_ray_keeps_siblings_and_the_original_error(
