@@ -30,6 +30,10 @@ EMBEDDED_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+    # Ray Data 2.60 lists Parquet files by reading footers on a pool of 32 new actors per read;
+    # on one machine that is ~5 s of process start-up per read (6.5 s -> 1.5 s for a 3-file
+    # dataset on 2 cores; benchmarks/ray_data_read.py).
+    "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2",
 }
 
 
@@ -39,6 +43,7 @@ class RaySession:
     dashboard_url: str | None
     embedded: bool
     resources: dict[str, float] = field(default_factory=dict)
+    max_parallel_steps: int | None = None  # see RaySettings.max_parallel_steps
 
 
 def detect_gpus() -> int:
@@ -84,6 +89,7 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
             dashboard_url=None,
             embedded=False,
             resources=ray.cluster_resources(),
+            max_parallel_steps=settings.max_parallel_steps,
         )
         return
     runtime_env = settings.runtime_env or None
@@ -121,6 +127,8 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
             dashboard_url=_dashboard_url(context),
             embedded=embedded,
             resources=ray.cluster_resources(),
+            max_parallel_steps=settings.max_parallel_steps
+            or (os.cpu_count() or 1 if embedded else None),
         )
     finally:
         ray.shutdown()

@@ -16,14 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.ray_session import EMBEDDED_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ENV = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
+    **EMBEDDED_ENV,  # the session cluster is tuned like the CLI's embedded one
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
-    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "KDORCH_PLUGINS": "tests.support.toy_components",
     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     "AWS_ACCESS_KEY_ID": "testing",
