@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from components.training.batches import EpochBatches
 from components.training.objective import ObjectiveSpec
 
 MODEL_FILE = "model.pt"
@@ -38,6 +39,7 @@ class LoopSpec:
     steps_per_epoch: int
     init_weights: str | None = None  # checkpoint URI to start the student from
     storage_options: dict[str, Any] = field(default_factory=dict)
+    held_splits: frozenset[str] = frozenset()  # splits each worker keeps in memory (batches.py)
 
 
 def _optimizer(params: Any, cfg: Any) -> torch.optim.Optimizer:
@@ -84,12 +86,16 @@ def _all_reduce(values: list[float], device: torch.device) -> list[float]:
 
 @torch.no_grad()
 def _evaluate(
-    student: torch.nn.Module, shard: Any, cfg: Any, device: torch.device, shape: list[int]
+    student: torch.nn.Module,
+    data: EpochBatches,
+    epoch: int,
+    device: torch.device,
+    shape: list[int],
 ) -> dict[str, float]:
     student.eval()
     correct = total = 0.0
     loss_sum = 0.0
-    for raw in shard.iter_torch_batches(batch_size=max(cfg.batch_size, 256)):
+    for raw in data.batches(epoch):
         batch = _to_device(raw, device, shape)
         logits = student(batch["x"])
         loss_sum += torch.nn.functional.cross_entropy(logits, batch["y"], reduction="sum").item()
@@ -163,19 +169,28 @@ def train_loop_per_worker(spec: LoopSpec) -> None:
     if restored is not None:
         print(f"[kdorch] rank {rank}: resumed from the checkpoint of epoch {start_epoch - 1}")
 
-    train_shard = ray.train.get_dataset_shard("train")
-    eval_shard = ray.train.get_dataset_shard(cfg.eval_split)
+    train_data = EpochBatches(
+        ray.train.get_dataset_shard("train"),
+        batch_size=cfg.batch_size,
+        hold="train" in spec.held_splits,
+        shuffle=True,
+        seed=cfg.seed,
+        rank=rank,
+        shuffle_buffer=cfg.shuffle_buffer,
+    )
+    eval_data = EpochBatches(
+        ray.train.get_dataset_shard(cfg.eval_split),
+        batch_size=max(cfg.batch_size, 256),
+        hold=cfg.eval_split in spec.held_splits,
+        shuffle=False,
+    )
     step = start_epoch * spec.steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
         sums: dict[str, float] = {}
         batches = 0
         runner.train()
-        for raw in train_shard.iter_torch_batches(
-            batch_size=cfg.batch_size,
-            local_shuffle_buffer_size=cfg.shuffle_buffer or None,
-            local_shuffle_seed=cfg.seed * 100_003 + epoch * 101 + rank,
-        ):
+        for raw in train_data.batches(epoch):
             batch = _to_device(raw, device, shape)
             progress = epoch + batches / max(spec.steps_per_epoch, 1)
             loss, parts = runner(batch, progress, step)
@@ -197,7 +212,7 @@ def train_loop_per_worker(spec: LoopSpec) -> None:
         metrics = {
             f"train_{n}": v / max(reduced[-1], 1) for n, v in zip(names, reduced, strict=False)
         }
-        metrics.update(_evaluate(_unwrap(runner).student, eval_shard, cfg, device, shape))
+        metrics.update(_evaluate(_unwrap(runner).student, eval_data, epoch, device, shape))
         metrics.update(
             epoch=epoch, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"]
         )

@@ -46,17 +46,23 @@ def export_model(
     metrics: dict[str, float],
     history: list[dict[str, Any]],
 ) -> ModelCheckpoint:
-    """Write the student as a `ModelCheckpoint` (spec + weights), rebuildable anywhere."""
+    """Write the student as a `ModelCheckpoint` (spec + weights), rebuildable anywhere.
+
+    Wall-clock timings stay out of the artifact: its data version then depends only on what was
+    trained, so retraining the same config (bit-reproducible on one CPU worker) keeps every
+    downstream cache valid. Timings remain in the step's `history` output and the run record.
+    """
     from components.models import build_model, count_parameters, save_checkpoint
 
     model = build_model(spec)
     model.load_state_dict(state)
     uri = ctx.output_uri("model")
+    metrics = without_wall_clock(metrics)
     save_checkpoint(
         model,
         uri,
         storage_options=ctx.storage_options,
-        extra={"metrics": metrics, "history": history},
+        extra={"metrics": metrics, "history": [without_wall_clock(h) for h in history]},
     )
     return ModelCheckpoint(
         uri=uri,
@@ -64,3 +70,10 @@ def export_model(
         num_parameters=count_parameters(model),
         metrics=metrics,
     )
+
+
+WALL_CLOCK_KEYS = frozenset({"seconds"})
+
+
+def without_wall_clock(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in WALL_CLOCK_KEYS}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,16 @@ def steps_per_epoch(rows: int, settings: TrainingSettings) -> int:
     return max(1, math.ceil(rows / settings.scaling.num_workers / settings.batch_size))
 
 
+def held_splits(materialized: dict[str, Any], settings: TrainingSettings) -> frozenset[str]:
+    """The splits small enough for each worker to keep in memory (see `batches.py`)."""
+    budget = settings.worker_cache_mb * 2**20
+    return frozenset(
+        name
+        for name, ds in materialized.items()
+        if ds.size_bytes() / settings.scaling.num_workers <= budget
+    )
+
+
 def run_config(ctx: StepContext, settings: TrainingSettings) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
@@ -56,6 +66,7 @@ def fit(ctx: StepContext, spec: LoopSpec, datasets: dict[str, Any]) -> FitResult
     scaling = settings.scaling
     if settings.cache_data:
         datasets = {name: ds.materialize() for name, ds in datasets.items()}
+        spec = replace(spec, held_splits=held_splits(datasets, settings))
     trainer = TorchTrainer(
         _entry,
         train_loop_config={"spec": spec},

@@ -55,12 +55,20 @@ class TrainingSettings(Model):
     )
     eval_split: str = Field("val", description="Split evaluated after every epoch.")
     shuffle_buffer: int = Field(
-        2048, ge=0, description="Rows in each worker's local shuffle buffer."
+        2048, ge=0, description="Rows in each worker's local shuffle buffer (streamed shards)."
     )
     cache_data: bool = Field(
         True,
         description="Hold the (joined) training data in Ray's object store instead of re-reading "
         "it every epoch (much faster for data that fits; it spills to disk otherwise).",
+    )
+    worker_cache_mb: float = Field(
+        512,
+        ge=0,
+        description="With cache_data, a worker whose share of a split is at most this many MB "
+        "keeps it in memory after the first pass and reshuffles it fully each epoch (seeded: "
+        "the same config trains the same weights on one CPU worker) instead of streaming it "
+        "through Ray Data every epoch. 0: always stream.",
     )
 
     @model_validator(mode="after")

@@ -57,3 +57,9 @@ def test_pipeline_smoke_profile(pipeline: Path, ray_cluster: str, tmp_path: Path
         status = {s["step_id"]: s["status"] for s in json.loads(changed.stdout)["steps"]}
         ran = sorted(k for k, v in status.items() if v == "ran")
         assert ran == ["report", "student_kd[0]"], status
+        # Retraining the teacher gives the same weights (seeded, held data), hence the same data
+        # version: its logits and everything downstream stay cached.
+        retrained = kdorch(*args, "--set", "steps.teacher.cache=recompute")
+        assert retrained.returncode == 0, retrained.stderr[-3000:]
+        status = {s["step_id"]: s["status"] for s in json.loads(retrained.stdout)["steps"]}
+        assert [k for k, v in status.items() if v == "ran"] == ["teacher"], status
