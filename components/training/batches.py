@@ -11,6 +11,7 @@ meaning the same artifact). The trainer decides which (`TrainingSettings.worker_
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import torch
@@ -37,28 +38,19 @@ def pull(shard: Any) -> dict[str, torch.Tensor]:
     return columns
 
 
+@dataclass
 class EpochBatches:
     """``batches(epoch)`` yields dicts of tensors for one worker's shard of one split."""
 
-    def __init__(
-        self,
-        shard: Any,
-        *,
-        batch_size: int,
-        hold: bool,
-        shuffle: bool,
-        seed: int = 0,
-        rank: int = 0,
-        shuffle_buffer: int = 0,
-    ):
-        self.shard = shard
-        self.batch_size = batch_size
-        self.hold = hold
-        self.shuffle = shuffle
-        self.seed = seed
-        self.rank = rank
-        self.shuffle_buffer = shuffle_buffer
-        self._held: dict[str, torch.Tensor] | None = None
+    shard: Any  # a Ray Data dataset or DataIterator
+    _: KW_ONLY
+    batch_size: int
+    hold: bool
+    shuffle: bool
+    seed: int = 0
+    rank: int = 0
+    shuffle_buffer: int = 0
+    _held: dict[str, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     def batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         if not self.hold:
