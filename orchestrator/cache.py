@@ -11,9 +11,9 @@ A step's key is the sha256 of the canonical JSON (sorted keys, no whitespace) of
     }
 
 Not in the key: step ids, resources, cache policy, where the store is, when it ran. So renaming a
-step, giving it more CPUs, or moving the store keeps its cache; changing a config value (even to
-its default written out explicitly does not: defaults are always included), the component's
-version, or any input's *content* makes a new key.
+step, giving it more CPUs, or moving the store keeps its cache; changing a config value, the
+component's version or any input's *content* makes a new key (writing a default out explicitly
+does not: defaults are always included).
 
 A data version is the sha256 of an artifact's manifest (its files' sizes and hashes plus its
 typed metadata), so identical data produced twice has one data version and does not invalidate
