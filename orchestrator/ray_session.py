@@ -31,7 +31,7 @@ EMBEDDED_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
     # Ray Data 2.60 lists Parquet files by reading footers on a pool of 32 new actors per read;
-    # on one machine that is ~5 s of process start-up per read (6.5 s -> 1.5 s for a 3-file
+    # on one machine that is ~4 s of process start-up per read (5.9 s -> 1.9 s for a 3-file
     # dataset on 2 cores; benchmarks/ray_data_read.py).
     "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2",
 }
@@ -128,7 +128,7 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
             embedded=embedded,
             resources=ray.cluster_resources(),
             max_parallel_steps=settings.max_parallel_steps
-            or (os.cpu_count() or 1 if embedded else None),
+            or ((os.cpu_count() or 1) if embedded else None),
         )
     finally:
         ray.shutdown()
