@@ -4,7 +4,7 @@ and with the pool kdorch's embedded Ray uses (``RAY_DATA_PARQUET_FOOTER_NUM_ACTO
 Ray Data 2.60 lists Parquet files by reading their footers on a pool of new actors, 32 by
 default, for every read (and for every epoch that re-reads a dataset). Each actor is a fresh
 Python process; on a small machine their start-up dwarfs reading a few MB. kdorch's embedded
-Ray sets the pool to 2 (`orchestrator.ray_session.EMBEDDED_ENV`).
+Ray sets the pool to 2 (`orchestrator.execution.ray_session.EMBEDDED_ENV`).
 
 Writes a 3-split, 5,000-row dataset of 28x28 float images (the size of MNIST-5k), starts a
 local Ray with 4 logical CPUs, and times ``read_parquet(files).materialize()`` REPEATS times per

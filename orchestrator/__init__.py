@@ -6,9 +6,7 @@ Public API::
 """
 
 from orchestrator.api import load, plan, run, validate
-from orchestrator.builder import OutputRef, Pipeline, StepHandle
 from orchestrator.component import Component, NoInputs
-from orchestrator.context import StepContext
 from orchestrator.errors import (
     ArtifactError,
     ComponentError,
@@ -19,9 +17,11 @@ from orchestrator.errors import (
     StorageError,
     ValidationFailed,
 )
-from orchestrator.loader import dump_pipeline, load_pipeline
+from orchestrator.execution.context import StepContext
+from orchestrator.frontend.builder import OutputRef, Pipeline, StepHandle
+from orchestrator.frontend.loader import dump_pipeline, load_pipeline
 from orchestrator.registry import register
-from orchestrator.store import ArtifactStore
+from orchestrator.storage.store import ArtifactStore
 
 __all__ = [
     "ArtifactError",

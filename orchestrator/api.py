@@ -7,15 +7,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.compile import compile_pipeline, resource_request
+from orchestrator.compile.compiler import compile_pipeline, resource_request
+from orchestrator.compile.graph import Graph
+from orchestrator.compile.problems import make_locator
 from orchestrator.errors import Problem, RunFailed, StorageError, ValidationFailed
+from orchestrator.execution.ray_session import embedded_capacity, ray_session, target_address
 from orchestrator.execution.scheduler import Listener, PlannedStep, Scheduler
 from orchestrator.execution.scheduler import plan as plan_graph
-from orchestrator.graph import Graph
-from orchestrator.loader import LoadedPipeline, load_pipeline, with_overrides
-from orchestrator.problems import make_locator
-from orchestrator.ray_session import embedded_capacity, ray_session, target_address
-from orchestrator.store import ArtifactStore, resolve_storage
+from orchestrator.frontend.loader import LoadedPipeline, load_pipeline, with_overrides
+from orchestrator.storage.store import ArtifactStore, resolve_storage
 from schemas.pipeline import PipelineSpec
 from schemas.run import RunRecord, RunStatus
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from schemas.pipeline import Resources
 
 if TYPE_CHECKING:
-    from orchestrator.context import StepContext
+    from orchestrator.execution.context import StepContext
 
 
 class NoInputs(BaseModel):

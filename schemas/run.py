@@ -94,8 +94,8 @@ class Event(Model):
 class CommitRecord(Model):
     """The record that makes a step's result visible to the cache; written after all its data.
 
-    ``key_material`` is exactly what was hashed into ``key`` (see `orchestrator.cache`), kept so
-    that `kdorch` can explain why two keys differ.
+    ``key_material`` is exactly what was hashed into ``key`` (see `orchestrator.storage.cache`),
+    kept so that `kdorch` can explain why two keys differ.
     """
 
     format: int = 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ray_session import EMBEDDED_ENV
+from orchestrator.execution.ray_session import EMBEDDED_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ENV = {

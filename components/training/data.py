@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from orchestrator.errors import ArtifactError
-from orchestrator.store import ArtifactStore
+from orchestrator.storage.store import ArtifactStore
 from schemas.artifacts import Dataset, LogitShards
 
 TEACHER_COLUMNS = ("logits", "topk_indices", "topk_values", "rest_mass", "feature")

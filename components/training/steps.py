@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from orchestrator.context import StepContext
+from orchestrator.execution.context import StepContext
 from schemas.artifacts import Dataset, ModelCheckpoint
 from schemas.components.training import TrainingSettings
 

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from components.training.loop import BEST_FILE, DS_TAG, META_FILE, MODEL_FILE, LoopSpec
-from orchestrator.context import StepContext
-from orchestrator.store import ArtifactStore
+from orchestrator.execution.context import StepContext
+from orchestrator.storage.store import ArtifactStore
 from schemas.components.training import TrainingSettings
 
 

@@ -1,1 +1,2 @@
-"""Executing a compiled graph: the scheduler and its backends (in-process, Ray)."""
+"""Executing a compiled graph: the scheduler, its backends (in-process, Ray), one step's run and
+its context, and the connection to Ray."""

@@ -6,8 +6,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Protocol
 
-from orchestrator.graph import Node
-from orchestrator.step_runner import StepResult, StepTask, execute_step
+from orchestrator.compile.graph import Node
+from orchestrator.execution.step_runner import StepResult, StepTask, execute_step
 
 
 @dataclass(frozen=True)

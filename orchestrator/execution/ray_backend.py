@@ -13,9 +13,9 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError, TaskCancelledError
 
+from orchestrator.compile.graph import Node
 from orchestrator.execution.backend import Outcome
-from orchestrator.graph import Node
-from orchestrator.step_runner import StepTask, execute_step
+from orchestrator.execution.step_runner import StepTask, execute_step
 
 
 @ray.remote(max_retries=0)

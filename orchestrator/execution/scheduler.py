@@ -17,12 +17,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.cache import key_material, step_key
+from orchestrator.compile.graph import Graph, Node
 from orchestrator.errors import ComponentError
 from orchestrator.execution.backend import Backend, Outcome
-from orchestrator.graph import Graph, Node
-from orchestrator.step_runner import StepTask
-from orchestrator.store import ArtifactStore
+from orchestrator.execution.step_runner import StepTask
+from orchestrator.storage.cache import key_material, step_key
+from orchestrator.storage.store import ArtifactStore
 from schemas.artifacts import ArtifactRef
 from schemas.pipeline import CachePolicy
 from schemas.run import ErrorInfo, Event, EventKind, RunRecord, RunStatus, StepRecord, StepStatus

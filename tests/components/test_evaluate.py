@@ -12,8 +12,8 @@ from components.data.io import read_split
 from components.evaluate import EvaluateComponent
 from components.models import build_model, save_checkpoint
 from orchestrator import Pipeline, run
-from orchestrator.context import StepContext
-from orchestrator.store import ArtifactStore
+from orchestrator.execution.context import StepContext
+from orchestrator.storage.store import ArtifactStore
 from schemas.artifacts import Dataset, ModelCheckpoint
 from schemas.components.evaluate import EvaluateConfig, EvaluateInputs
 from schemas.models import MLPSpec

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import Pipeline, run
-from orchestrator.store import ArtifactStore
+from orchestrator.storage.store import ArtifactStore
 from schemas.artifacts import LogitShards
 
 pytestmark = pytest.mark.ray

@@ -3,7 +3,7 @@ a deliberate decision (bump KEY_FORMAT and say so in the CHANGELOG), never an ac
 
 from __future__ import annotations
 
-from orchestrator.cache import canonical_json, data_version, key_material, step_key
+from orchestrator.storage.cache import canonical_json, data_version, key_material, step_key
 from tests.support.toy_components import Numbers, ScaleConfig, SourceConfig
 
 NUMBERS = Numbers(uri="/anywhere/numbers", data_version="d" * 64, count=3)

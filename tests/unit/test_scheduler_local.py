@@ -121,7 +121,7 @@ def test_plan_tells_cached_from_to_run(store_dir: Path) -> None:
 
 
 def test_run_record_is_stored(store_dir: Path) -> None:
-    from orchestrator.store import ArtifactStore
+    from orchestrator.storage.store import ArtifactStore
 
     record = run(pipeline().spec, storage=str(store_dir), executor="local")
     store = ArtifactStore(str(store_dir))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ArtifactError
-from orchestrator.store import ArtifactStore
+from orchestrator.storage.store import ArtifactStore
 from schemas.artifacts import JsonArtifact
 from schemas.run import CommitRecord
 

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.component import Component
-from orchestrator.context import StepContext
-from orchestrator.store import ArtifactStore, new_attempt_id
+from orchestrator.execution.context import StepContext
+from orchestrator.storage.store import ArtifactStore, new_attempt_id
 from schemas.artifacts import ArtifactRef
 from schemas.pipeline import CachePolicy, Resources
 from schemas.run import CommitRecord

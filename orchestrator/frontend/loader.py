@@ -11,10 +11,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from orchestrator.compile.problems import make_locator, problems_from_validation_error
 from orchestrator.errors import ValidationFailed
-from orchestrator.overrides import apply_overrides
-from orchestrator.problems import make_locator, problems_from_validation_error
-from orchestrator.yaml_source import SourceMap, load_yaml
+from orchestrator.frontend.overrides import apply_overrides
+from orchestrator.frontend.yaml_source import SourceMap, load_yaml
 from schemas.pipeline import PipelineSpec
 
 

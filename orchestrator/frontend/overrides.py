@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError, did_you_mean
-from orchestrator.yaml_source import PathKey, SourceMap
+from orchestrator.frontend.yaml_source import PathKey, SourceMap
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 
+from orchestrator.compile.graph import Graph
 from orchestrator.errors import KdorchError
-from orchestrator.graph import Graph
 
 _STYLE = {"cached": "#d5f5d5", "run": "#ffe8c2"}
 

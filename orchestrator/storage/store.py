@@ -27,8 +27,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from orchestrator.cache import canonical_json, sha256_text
 from orchestrator.errors import ArtifactError, StorageError
+from orchestrator.storage.cache import canonical_json, sha256_text
 from schemas.artifacts import MANIFEST_NAME, ArtifactRef, FileEntry, Manifest
 from schemas.run import CommitRecord, RunRecord
 

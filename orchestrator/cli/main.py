@@ -19,9 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator import api, registry
+from orchestrator.cli.progress import ConsoleReporter, summary_table
+from orchestrator.compile.typecheck import type_name
 from orchestrator.errors import ConfigError, GraphError, KdorchError, ValidationFailed
-from orchestrator.progress import ConsoleReporter, summary_table
-from orchestrator.typecheck import type_name
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -188,7 +188,7 @@ def graph(
     profile: ProfileOpt = None,
 ) -> None:
     """Draw the DAG (Mermaid or Graphviz text; PNG if Graphviz is installed)."""
-    from orchestrator import render
+    from orchestrator.cli import render
 
     g = api.validate(pipeline, overrides=set_ or [], profile=profile)
     if fmt == "png":
@@ -259,7 +259,7 @@ def components(
 @app.command()
 def runs(storage: StorageOpt = None, limit: int = 20) -> None:
     """List recent runs in the artifact store."""
-    from orchestrator.store import ArtifactStore, resolve_storage
+    from orchestrator.storage.store import ArtifactStore, resolve_storage
 
     store = ArtifactStore(resolve_storage(storage, None))
     table = Table(title=f"runs in {store.root}")
@@ -292,7 +292,7 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Follow the job's logs until it ends.")] = True,
 ) -> None:
     """Send a run to a Ray cluster through the Ray Jobs API (the project ships as working_dir)."""
-    from orchestrator.submit import submit_job
+    from orchestrator.cli.submit import submit_job
 
     api.validate(pipeline, overrides=set_ or [], profile=profile, address=address)
     code = submit_job(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import StorageError
-from orchestrator.store import ArtifactStore
+from orchestrator.storage.store import ArtifactStore
 from schemas.pipeline import Resources
 
 log = logging.getLogger("kdorch")

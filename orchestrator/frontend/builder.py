@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from orchestrator import registry
+from orchestrator.compile.refs import format_value
 from orchestrator.component import Component
-from orchestrator.loader import dump_pipeline, load_pipeline, parse_spec
-from orchestrator.refs import format_value
+from orchestrator.frontend.loader import dump_pipeline, load_pipeline, parse_spec
 from schemas.pipeline import MatrixValue, PipelineSpec, Resources
 
 if TYPE_CHECKING:
+    from orchestrator.compile.graph import Graph
     from orchestrator.execution.scheduler import PlannedStep
-    from orchestrator.graph import Graph
     from schemas.run import RunRecord
 
 

@@ -14,13 +14,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator import registry
+from orchestrator.compile.graph import Binding, Graph, Node, Source
+from orchestrator.compile.problems import Locator, make_locator, problems_from_validation_error
+from orchestrator.compile.refs import Ref, expand_matrix, format_value, instance_id, substitute
+from orchestrator.compile.typecheck import fits, list_item_type, type_name
 from orchestrator.component import Component
 from orchestrator.errors import Problem, ValidationFailed, did_you_mean
-from orchestrator.graph import Binding, Graph, Node, Source
-from orchestrator.problems import Locator, make_locator, problems_from_validation_error
-from orchestrator.refs import Ref, expand_matrix, format_value, instance_id, substitute
-from orchestrator.typecheck import fits, list_item_type, type_name
-from orchestrator.yaml_source import SourceMap
+from orchestrator.frontend.yaml_source import SourceMap
 from schemas.pipeline import PipelineSpec, Resources, StepSpec
 
 

@@ -1,0 +1,1 @@
+"""Front end: YAML files and the Python builder, both parsed into one `PipelineSpec`."""

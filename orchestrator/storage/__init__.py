@@ -1,0 +1,1 @@
+"""Storage: the artifact store, cache keys and data versions."""
