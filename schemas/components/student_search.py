@@ -1,0 +1,436 @@
+"""Config of the DisWOT student search: a search space over the zoo's knobs, caps, settings.
+
+A search space lists, per architecture, the values each knob may take; a candidate is one value
+per knob of one architecture, and becomes a `schemas.models` spec (`to_spec_fields`)::
+
+    space:
+      mlp: {hidden_width: [32, 64, 128, 256], depth: [1, 2, 3]}
+      mnist_cnn: {width: [8, 16, 32], depth: [2, 3, 4], kernel_size: [3, 5]}
+      resnet_cifar: {depth: [8, 14, 20], width: [8, 16]}
+      max_parameters: 200000
+      max_macs: 20000000
+    search: {strategy: evolution, num_candidates: 100, population: 36, sample_size: 8, seed: 0}
+    score: {init: default, width_mismatch: project}
+    validation: {sample: 8, epochs: 3}
+
+Every knob value is checked against the zoo's spec classes (ResNet depth 6n+2, odd kernels, the
+MNIST CNN's depth range...), and a space whose smallest candidate of every architecture already
+exceeds a cap is refused. Input shape and class count come from the dataset at run time, so
+this check uses the smallest ones possible (one input value, a 1x1 image, two classes): it
+refuses only spaces that can fit no dataset. `SearchSpace.cost` computes the exact figures once
+they are known, without torch (the search itself measures them on the built zoo models; a test
+keeps the two equal).
+
+No torch here: `kdorch validate` imports the schemas.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from schemas.base import Model
+from schemas.models import MLPSpec, MnistCNNSpec, ResNetSpec, image_shape
+
+Cost = tuple[int, int]
+"""(parameters, multiply-accumulates for one input row)."""
+
+Choice = dict[str, int]
+"""One value per knob of an architecture, e.g. ``{"width": 16, "depth": 3}``."""
+
+
+def _check_knob(arch: str, knob: str, values: list[int], spec_of: Any) -> list[int]:
+    """Sorted, distinct values that each make a valid zoo spec; else one message naming all."""
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"{arch}.{knob}: values repeat ({duplicates}); list each once")
+    problems = []
+    for value in values:
+        try:
+            spec_of(value)
+        except ValidationError as error:
+            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+            problems.append(f"{value} ({reason})")
+        except ValueError as error:
+            problems.append(f"{value} ({error})")
+    if problems:
+        raise ValueError(f"{arch}.{knob}: not a valid {arch} {knob}: {', '.join(problems)}")
+    return sorted(values)
+
+
+def _values(description: str) -> Any:
+    return Field(min_length=1, description=description)
+
+
+def _same_padding(size: int, stride: int) -> int:
+    """Output side of a k x k conv with padding k // 2 (k odd) and the given stride."""
+    return (size - 1) // stride + 1
+
+
+class _Knobs(Model):
+    """Allowed values of each knob of one architecture, plus its fixed (not searched) fields."""
+
+    arch: ClassVar[str]
+    knobs: ClassVar[tuple[str, ...]]
+
+    def values(self) -> dict[str, list[int]]:
+        """Knob name -> allowed values (sorted), in the order of `knobs`."""
+        return {k: list(getattr(self, k)) for k in self.knobs}
+
+    def size(self) -> int:
+        """Number of candidates of this architecture (before caps)."""
+        return math.prod(len(v) for v in self.values().values())
+
+    def choices(self) -> Iterator[Choice]:
+        """Every candidate, knobs varying fastest from the last one."""
+        values = self.values()
+        for combo in itertools.product(*values.values()):
+            yield dict(zip(values, combo, strict=True))
+
+    def smallest(self) -> Choice:
+        """The cheapest candidate: every cost grows with every knob."""
+        return {k: v[0] for k, v in self.values().items()}
+
+    def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
+        """The `schemas.models` spec fields (without num_classes/input_shape) of a choice."""
+        raise NotImplementedError
+
+    def cost(
+        self, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
+    ) -> Cost:
+        """Exact parameters and MACs of a candidate, counted as the zoo counts them."""
+        raise NotImplementedError
+
+
+class MLPKnobs(_Knobs):
+    """MLP candidates: ``depth`` hidden layers, all ``hidden_width`` wide."""
+
+    arch: ClassVar[str] = "mlp"
+    knobs: ClassVar[tuple[str, ...]] = ("hidden_width", "depth")
+
+    hidden_width: list[int] = _values("Widths of the hidden layers (all layers share one).")
+    depth: list[int] = _values("Numbers of hidden layers (>= 1).")
+    activation: Literal["relu", "gelu"] = Field("relu", description="Fixed for every candidate.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Fixed for every candidate.")
+
+    @field_validator("hidden_width")
+    @classmethod
+    def _widths(cls, value: list[int]) -> list[int]:
+        return _check_knob("mlp", "hidden_width", value, lambda v: MLPSpec(hidden=[v]))
+
+    @field_validator("depth")
+    @classmethod
+    def _depths(cls, value: list[int]) -> list[int]:
+        def spec_of(v: int) -> MLPSpec:
+            if v < 1:
+                raise ValueError(f"an MLP needs at least one hidden layer, got {v}")
+            return MLPSpec(hidden=[1] * v)
+
+        return _check_knob("mlp", "depth", value, spec_of)
+
+    def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
+        return {
+            "arch": "mlp",
+            "hidden": [choice["hidden_width"]] * choice["depth"],
+            "activation": self.activation,
+            "dropout": self.dropout,
+        }
+
+    def cost(
+        self, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
+    ) -> Cost:
+        w, d, k = choice["hidden_width"], choice["depth"], num_classes
+        d_in = math.prod(input_shape)
+        params = (d_in * w + w) + (d - 1) * (w * w + w) + (w * k + k)
+        macs = d_in * w + (d - 1) * w * w + w * k
+        return params, macs
+
+
+class MnistCNNKnobs(_Knobs):
+    """DomainBed MNIST CNN candidates (channels width, 2·width, ...; stride 2 on conv 2)."""
+
+    arch: ClassVar[str] = "mnist_cnn"
+    knobs: ClassVar[tuple[str, ...]] = ("width", "depth", "kernel_size")
+
+    width: list[int] = _values("Channels of the first conv (later ones: 2 x width).")
+    depth: list[int] = _values("Numbers of conv layers (2..8).")
+    kernel_size: list[int] = Field(
+        default_factory=lambda: [3], min_length=1, description="Odd kernel sizes (1..7)."
+    )
+    norm: Literal["group", "batch", "none"] = Field(
+        "group", description="Fixed for every candidate."
+    )
+
+    @field_validator("width")
+    @classmethod
+    def _widths(cls, value: list[int]) -> list[int]:
+        return _check_knob("mnist_cnn", "width", value, lambda v: MnistCNNSpec(width=v))
+
+    @field_validator("depth")
+    @classmethod
+    def _depths(cls, value: list[int]) -> list[int]:
+        return _check_knob("mnist_cnn", "depth", value, lambda v: MnistCNNSpec(depth=v))
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _kernels(cls, value: list[int]) -> list[int]:
+        return _check_knob("mnist_cnn", "kernel_size", value, lambda v: MnistCNNSpec(kernel_size=v))
+
+    def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
+        return {"arch": "mnist_cnn", "norm": self.norm, **{k: choice[k] for k in self.knobs}}
+
+    def cost(
+        self, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
+    ) -> Cost:
+        w, d, k = choice["width"], choice["depth"], choice["kernel_size"]
+        c, h, wd = image_shape(input_shape)
+        widths = [w] + [2 * w] * (d - 1)
+        params = macs = 0
+        for i, out_ch in enumerate(widths):
+            if i == 1:
+                h, wd = _same_padding(h, 2), _same_padding(wd, 2)
+            params += c * out_ch * k * k + out_ch + (0 if self.norm == "none" else 2 * out_ch)
+            macs += h * wd * out_ch * c * k * k
+            c = out_ch
+        return params + c * num_classes + num_classes, macs + c * num_classes
+
+
+class ResNetKnobs(_Knobs):
+    """CIFAR ResNet candidates: depth 6n+2, stage widths w, 2w, 4w, k x k BasicBlock convs."""
+
+    arch: ClassVar[str] = "resnet_cifar"
+    knobs: ClassVar[tuple[str, ...]] = ("depth", "width", "kernel_size")
+
+    depth: list[int] = _values("Depths, each 6n+2: 8, 14, 20, 32, 44, 56, 110.")
+    width: list[int] = _values("Channels of the first stage.")
+    kernel_size: list[int] = Field(
+        default_factory=lambda: [3], min_length=1, description="Odd BasicBlock kernels (1..7)."
+    )
+
+    @field_validator("depth")
+    @classmethod
+    def _depths(cls, value: list[int]) -> list[int]:
+        return _check_knob("resnet_cifar", "depth", value, lambda v: ResNetSpec(depth=v))
+
+    @field_validator("width")
+    @classmethod
+    def _widths(cls, value: list[int]) -> list[int]:
+        return _check_knob("resnet_cifar", "width", value, lambda v: ResNetSpec(width=v))
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _kernels(cls, value: list[int]) -> list[int]:
+        return _check_knob(
+            "resnet_cifar", "kernel_size", value, lambda v: ResNetSpec(kernel_size=v)
+        )
+
+    def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
+        return {"arch": "resnet_cifar", **{k: choice[k] for k in self.knobs}}
+
+    def cost(
+        self, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
+    ) -> Cost:
+        n, w, k = (choice["depth"] - 2) // 6, choice["width"], choice["kernel_size"]
+        c, h, wd = image_shape(input_shape)
+        params = c * w * 9 + 2 * w  # 3x3 stem conv (no bias) + BN
+        macs = h * wd * w * c * 9
+        in_ch = w
+        for stage, out_ch in enumerate((w, 2 * w, 4 * w)):
+            for block in range(n):
+                stride = 2 if stage > 0 and block == 0 else 1
+                if stride == 2:
+                    h, wd = _same_padding(h, 2), _same_padding(wd, 2)
+                params += (in_ch + out_ch) * out_ch * k * k + 4 * out_ch  # two convs + two BNs
+                macs += h * wd * (in_ch + out_ch) * out_ch * k * k
+                if stride != 1 or in_ch != out_ch:  # 1x1 projection + BN
+                    params += in_ch * out_ch + 2 * out_ch
+                    macs += h * wd * in_ch * out_ch
+                in_ch = out_ch
+        return params + in_ch * num_classes + num_classes, macs + in_ch * num_classes
+
+
+_SMALLEST_SHAPE: dict[str, tuple[int, ...]] = {
+    "mlp": (1,),
+    "mnist_cnn": (1, 1, 1),
+    "resnet_cifar": (1, 1, 1),
+}
+
+
+class SearchSpace(Model):
+    """Allowed values of each architecture's knobs, and caps every candidate must respect."""
+
+    mlp: MLPKnobs | None = Field(None, description="MLP candidates (omit: none).")
+    mnist_cnn: MnistCNNKnobs | None = Field(None, description="MNIST CNN candidates (omit: none).")
+    resnet_cifar: ResNetKnobs | None = Field(
+        None, description="CIFAR ResNet candidates (omit: none)."
+    )
+    max_parameters: int | None = Field(None, ge=1, description="Cap on parameters (all of them).")
+    max_macs: int | None = Field(
+        None, ge=1, description="Cap on multiply-accumulates for one input row (convs, linears)."
+    )
+
+    def arches(self) -> dict[str, _Knobs]:
+        """Architecture key -> its knobs, for the architectures present (zoo order)."""
+        blocks: dict[str, _Knobs | None] = {
+            "mlp": self.mlp,
+            "mnist_cnn": self.mnist_cnn,
+            "resnet_cifar": self.resnet_cifar,
+        }
+        return {arch: block for arch, block in blocks.items() if block is not None}
+
+    def size(self) -> int:
+        """Number of candidates before caps."""
+        return sum(block.size() for block in self.arches().values())
+
+    def within_caps(self, cost: Cost) -> bool:
+        """Whether (parameters, MACs) respect both caps."""
+        params, macs = cost
+        return (self.max_parameters is None or params <= self.max_parameters) and (
+            self.max_macs is None or macs <= self.max_macs
+        )
+
+    def cost(
+        self, arch: str, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
+    ) -> Cost:
+        """Exact (parameters, MACs) of a candidate for a dataset's input shape and classes."""
+        return self.arches()[arch].cost(choice, tuple(input_shape), num_classes)
+
+    def _cap_excess(self, cost: Cost) -> str:
+        params, macs = cost
+        parts = []
+        if self.max_parameters is not None and params > self.max_parameters:
+            parts.append(f"{params:,} parameters > max_parameters {self.max_parameters:,}")
+        if self.max_macs is not None and macs > self.max_macs:
+            parts.append(f"{macs:,} MACs > max_macs {self.max_macs:,}")
+        return " and ".join(parts)
+
+    @model_validator(mode="after")
+    def _feasible(self) -> SearchSpace:
+        arches = self.arches()
+        if not arches:
+            raise ValueError(
+                "the search space names no architecture; give at least one of mlp, mnist_cnn, "
+                "resnet_cifar with the values of its knobs"
+            )
+        reasons = []
+        for arch, block in arches.items():
+            smallest = block.smallest()
+            bound = block.cost(smallest, _SMALLEST_SHAPE[arch], 2)
+            if self.within_caps(bound):
+                return self
+            knobs = ", ".join(f"{k}={v}" for k, v in smallest.items())
+            reasons.append(f"the smallest {arch} ({knobs}) has at least {self._cap_excess(bound)}")
+        raise ValueError(
+            "no candidate fits under the caps, whatever the dataset: "
+            + "; ".join(reasons)
+            + ". Raise max_parameters/max_macs or allow smaller knob values."
+        )
+
+
+class SearchSettings(Model):
+    """How candidates are proposed, and the scoring batch."""
+
+    strategy: Literal["evolution", "random"] = Field(
+        "evolution",
+        description="evolution: regularised (aging) evolution; random: distinct random candidates.",
+    )
+    num_candidates: int = Field(
+        100, ge=1, description="Candidates to evaluate (evolution: initial population included)."
+    )
+    population: int = Field(36, ge=2, description="evolution: individuals kept alive.")
+    sample_size: int = Field(8, ge=1, description="evolution: tournament size.")
+    children_per_round: int = Field(
+        1,
+        ge=1,
+        description="evolution: children proposed (and scored at once) per round; each replaces "
+        "the oldest individual. 1 is Real et al.'s algorithm.",
+    )
+    seed: int = Field(0, description="Seeds proposals, weight initialisation and the batch.")
+    batch_size: int = Field(64, ge=2, description="Rows of the one batch every score uses.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSettings:
+        evolution_only = {"population", "sample_size", "children_per_round"} & self.model_fields_set
+        if self.strategy == "random" and evolution_only:
+            raise ValueError(
+                f"{', '.join(sorted(evolution_only))}: only used with `strategy: evolution`"
+            )
+        if self.strategy == "evolution":
+            if self.sample_size > self.population:
+                raise ValueError(
+                    f"sample_size ({self.sample_size}) is larger than population "
+                    f"({self.population}); a tournament draws from the population"
+                )
+            if self.children_per_round > self.population:
+                raise ValueError(
+                    f"children_per_round ({self.children_per_round}) is larger than population "
+                    f"({self.population})"
+                )
+            if self.population > self.num_candidates:
+                raise ValueError(
+                    f"population ({self.population}) is larger than num_candidates "
+                    f"({self.num_candidates}): evolution would never mutate; lower population "
+                    "or use `strategy: random`"
+                )
+        return self
+
+
+class ScoreSettings(Model):
+    """How the DisWOT score is computed (see `components.search.diswot`)."""
+
+    init: Literal["default", "gaussian"] = Field(
+        "default",
+        description="Weights of the networks scored: default = PyTorch's initialisation (as the "
+        "official code), gaussian = N(0, 1) conv/linear weights (zoo `diswot_init_`).",
+    )
+    teacher_weights: Literal["init", "trained"] = Field(
+        "init",
+        description="init: the teacher is freshly initialised like the candidates (the paper); "
+        "trained: the teacher's trained weights are used (a variant, not the paper's).",
+    )
+    width_mismatch: Literal["project", "fold"] = Field(
+        "project",
+        description="Semantic term when student and teacher feature widths differ: project the "
+        "wider gradient map to the narrower width (fixed seeded projection), or fold it into "
+        "groups of consecutive channels (the official code; the widths must divide).",
+    )
+    terms: Literal["both", "semantic", "relation"] = Field(
+        "both",
+        description="Score = -(semantic + relation), or one term alone (the official NAS-Bench-201 "
+        "search uses the semantic term, its ImageNet search the relation term).",
+    )
+
+
+class ValidationSettings(Model):
+    """Check the score: distil a few candidates and rank-correlate score with accuracy."""
+
+    sample: int = Field(ge=2, description="Candidates to distil (from the evaluated ones).")
+    epochs: int = Field(ge=1, description="Distillation epochs for each of them.")
+    pick: Literal["spread", "top", "random"] = Field(
+        "spread",
+        description="spread: evenly over the score ranking; top: the best scores; random.",
+    )
+
+
+class StudentSearchConfig(Model):
+    """DisWOT student search: space, search and score settings, optional validation."""
+
+    space: SearchSpace
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    score: ScoreSettings = Field(default_factory=ScoreSettings)
+    validation: ValidationSettings | None = Field(
+        None, description="Distil a sample of candidates to measure the score's rank correlation."
+    )
+
+    @model_validator(mode="after")
+    def _enough_candidates(self) -> StudentSearchConfig:
+        if self.validation is not None and self.validation.sample > self.search.num_candidates:
+            raise ValueError(
+                f"validation.sample ({self.validation.sample}) is larger than "
+                f"search.num_candidates ({self.search.num_candidates})"
+            )
+        return self
