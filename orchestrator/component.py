@@ -11,8 +11,10 @@ class Train(Component):
     def run(self, inputs: TrainInputs, ctx: StepContext) -> TrainOutputs: ...
 ```
 `run` reads only its inputs and config, writes only where the context says, and returns typed
-references; the executor seals and fingerprints what it returns. Bump ``version`` whenever the
-component's behaviour changes: it is part of every cache key, so old results stop matching.
+references; the executor seals and fingerprints what it returns. The step's cache key covers the
+component's code (see `orchestrator.storage.fingerprint`), so editing it invalidates old results
+by itself; ``version`` is for what the code does not show (a change of a data file, a model
+download) and for components that opt out with ``fingerprint_code = False``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Component(Generic[ConfigT, InputsT, OutputsT]):
     #: False for steps whose output differs between runs with the same inputs (training with
     #: nondeterministic kernels, timing). Shown by `kdorch components`; caching still applies.
     deterministic: ClassVar[bool] = True
+    #: False: the cache key covers only ``version``, not the component's code (for components
+    #: whose code changes often in ways that do not change results; bump ``version`` by hand).
+    fingerprint_code: ClassVar[bool] = True
 
     def __init__(self, config: ConfigT):
         self.config = config
@@ -64,6 +69,28 @@ class Component(Generic[ConfigT, InputsT, OutputsT]):
     def resource_demand(cls, config: ConfigT) -> dict[str, float]:
         """Total cluster resources the step needs beyond its task (e.g. its training workers)."""
         return {}
+
+    @classmethod
+    def external_fingerprint(cls, config: ConfigT) -> dict[str, Any]:
+        """Content identity of data the step reads from outside the store (part of its key).
+
+        Called on the driver before the step runs (and by `kdorch plan`); cheap to call twice.
+        """
+        return {}
+
+    @classmethod
+    def task_retries(cls, config: ConfigT) -> int:
+        """How often the step's task may be restarted after its process dies (a killed worker,
+        a lost node). Only components that resume from their own checkpoints say more than 0."""
+        return 0
+
+    @classmethod
+    def fingerprint(cls) -> tuple[dict[str, str], dict[str, str]]:
+        """(code, packages) for the cache key; see `orchestrator.storage.fingerprint`."""
+        from orchestrator.storage.fingerprint import code_fingerprint, packages_for
+
+        code = code_fingerprint(cls.__module__) if cls.fingerprint_code else {}
+        return code, packages_for(cls.__module__)
 
     @classmethod
     def summary(cls) -> str:

@@ -1,9 +1,13 @@
 """Typed references to artifacts in the store.
 
-A reference names where the data lives (``uri``) and what it is (``data_version``: the sha256 of
-the artifact's manifest, which lists every file with its size and hash). Downstream cache keys
-use data versions, never URIs, so identical data recomputed elsewhere does not invalidate
-anything that consumed it.
+A reference names where the data lives (``path``, relative to the store's root, so a store can
+be moved or copied between disks and buckets and stays valid) and what it is (``data_version``:
+the sha256 of the artifact's manifest, which lists every file with its size and hash).
+Downstream cache keys use data versions, never paths, so identical data recomputed elsewhere
+does not invalidate anything that consumed it.
+
+Components never open these paths themselves: the typed readers and writers in
+`components.artifacts` go through the store, which verifies every read against the manifest.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from schemas.base import Model
+from schemas.models import ModelSpec
 
 MANIFEST_NAME = "_manifest.json"
 
@@ -39,17 +44,22 @@ class Manifest(Model):
 class ArtifactRef(Model):
     """A directory of files in the artifact store, sealed by a manifest.
 
-    Components create the files under a directory the step context gives them and return a
-    reference with an empty ``data_version``; the executor seals it (hashes the files, writes the
-    manifest) and fills ``data_version`` in before anyone downstream sees it.
+    Components create the files under a folder the step context gives them
+    (`StepContext.output_path`) and return a reference with an empty ``data_version``; the
+    executor seals it (hashes the files, writes the manifest) and fills ``data_version`` in
+    before anyone downstream sees it.
     """
 
-    uri: str
+    path: str = Field(description="Folder of the artifact, relative to the store's root.")
     data_version: str = ""
 
     @property
-    def manifest_uri(self) -> str:
-        return self.uri.rstrip("/") + "/" + MANIFEST_NAME
+    def manifest_path(self) -> str:
+        return f"{self.path}/{MANIFEST_NAME}"
+
+    def file(self, name: str) -> str:
+        """The store path of one file of this artifact."""
+        return f"{self.path}/{name}"
 
 
 class JsonArtifact(ArtifactRef):
@@ -73,18 +83,18 @@ class Dataset(ArtifactRef):
         "", description="Deterministic preprocessing applied to x (part of logit-cache identity)."
     )
 
-    def split_uri(self, split: str) -> str:
+    def split_path(self, split: str) -> str:
         if split not in self.splits:
             raise KeyError(
                 f"dataset {self.source} has no split '{split}' (has {list(self.splits)})"
             )
-        return f"{self.uri.rstrip('/')}/{split}"
+        return f"{self.path}/{split}"
 
 
 class ModelCheckpoint(ArtifactRef):
     """A trained model: ``model.json`` (its spec: enough to rebuild it) and ``weights.pt``."""
 
-    model: dict[str, Any] = Field(description="The model spec (schemas.models.ModelSpec as JSON).")
+    model: ModelSpec = Field(description="The architecture (rebuilds the network).")
     num_parameters: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
 

@@ -1,9 +1,15 @@
 """Loss specs for distillation (a list of them is a `distill` step's objective).
 
 One model per loss, told apart by ``type``; `LossSpec` is their discriminated union. Every spec
-has a ``weight`` (its multiplier in the total) and its own parameters, defaults from
-METHODS.md. Formulas and conventions (where alpha applies, reductions, the T^2 factor) are in
-the docstrings of the matching `components.losses` terms.
+has a ``weight`` (its multiplier in the total), its own parameters (defaults from METHODS.md)
+and `requires()`: the batch fields the term reads (names of `components.losses.KDBatch`
+fields), from which `distill` decides, before anything trains, whether its inputs can feed it.
+Formulas and conventions (where alpha applies, reductions, the T^2 factor) are in the
+docstrings of the matching `components.losses` terms, which register their builders against
+these classes (`components.losses.registry`).
+
+Adding a loss: a spec class here (added to `LossSpec`) and a term module under
+`components/losses/` with `@register_loss(TheSpec)` on its builder.
 """
 
 from __future__ import annotations
@@ -21,6 +27,16 @@ _FUSION = "Fusion ratio: weight of the KD term; the hard-label CE term gets 1 - 
 class _Loss(Model):
     weight: float = Field(1.0, ge=0, description="Multiplier of this term in the total loss.")
 
+    def requires(self) -> frozenset[str]:
+        """The `KDBatch` fields this term reads (besides the student's logits)."""
+        raise NotImplementedError
+
+
+_LOGITS = frozenset({"student_logits", "teacher_logits"})
+_TOPK = frozenset({"student_logits", "teacher_topk_indices", "teacher_topk_values"})
+_FEATURES = frozenset({"student_features", "teacher_features"})
+_LABELS = frozenset({"labels"})
+
 
 class CELoss(_Loss):
     """Cross-entropy with the labels: CE(y, softmax(z_s)), mean over the batch."""
@@ -30,6 +46,9 @@ class CELoss(_Loss):
         0.0, ge=0, lt=1, description="Label smoothing eps in [0, 1) (0: plain cross-entropy)."
     )
 
+    def requires(self) -> frozenset[str]:
+        return frozenset({"student_logits"}) | _LABELS
+
 
 class KDLoss(_Loss):
     """Hinton KD: (1 - alpha) CE + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)), batchmean."""
@@ -37,6 +56,9 @@ class KDLoss(_Loss):
     type: Literal["kd"] = "kd"
     temperature: float = Field(4.0, gt=0, description=_TEMPERATURE)
     alpha: float = Field(0.9, ge=0, le=1, description=_FUSION)
+
+    def requires(self) -> frozenset[str]:
+        return _LOGITS | (_LABELS if self.alpha < 1 else frozenset())
 
 
 class DKDLoss(_Loss):
@@ -51,6 +73,9 @@ class DKDLoss(_Loss):
     )
     ce_weight: float = Field(1.0, ge=0, description="Weight of the hard-label CE term.")
 
+    def requires(self) -> frozenset[str]:
+        return _LOGITS | _LABELS
+
 
 class PLDLoss(_Loss):
     """Plackett-Luce distillation: list-wise loss over the teacher's ranking (label first),
@@ -63,6 +88,9 @@ class PLDLoss(_Loss):
         description="tau of the teacher's confidence weights softmax(z_t / tau) (paper: 1).",
     )
 
+    def requires(self) -> frozenset[str]:
+        return _LOGITS | _LABELS
+
 
 class NDLoss(_Loss):
     """Feature norm-and-direction loss against the teacher's class-mean embeddings.
@@ -70,6 +98,9 @@ class NDLoss(_Loss):
 
     type: Literal["nd"] = "nd"
     weight: float = Field(2.0, ge=0, description="lambda_nd, the multiplier of L_nd.")
+
+    def requires(self) -> frozenset[str]:
+        return _FEATURES | _LABELS
 
 
 class TAIDLoss(_Loss):
@@ -83,6 +114,9 @@ class TAIDLoss(_Loss):
     beta: float = Field(
         0.99, ge=0, lt=1, description="Momentum of the relative loss change driving t."
     )
+
+    def requires(self) -> frozenset[str]:
+        return _LOGITS
 
     @model_validator(mode="after")
     def _t_rises(self) -> TAIDLoss:
@@ -106,11 +140,18 @@ class TopKKLLoss(_Loss):
         ),
     )
 
+    def requires(self) -> frozenset[str]:
+        rest = frozenset() if self.rule == "renormalize" else frozenset({"teacher_rest_mass"})
+        return _TOPK | rest | (_LABELS if self.alpha < 1 else frozenset())
+
 
 class HintLoss(_Loss):
     """FitNets hint: MSE between linearly projected student features and teacher features."""
 
     type: Literal["hint"] = "hint"
+
+    def requires(self) -> frozenset[str]:
+        return _FEATURES
 
 
 class MEALLoss(_Loss):
@@ -118,9 +159,14 @@ class MEALLoss(_Loss):
 
     type: Literal["meal"] = "meal"
 
+    def requires(self) -> frozenset[str]:
+        return _LOGITS
 
-LossSpec = Annotated[
-    CELoss | KDLoss | DKDLoss | PLDLoss | NDLoss | TAIDLoss | TopKKLLoss | HintLoss | MEALLoss,
-    Field(discriminator="type"),
-]
+
+AnyLossSpec = (
+    CELoss | KDLoss | DKDLoss | PLDLoss | NDLoss | TAIDLoss | TopKKLLoss | HintLoss | MEALLoss
+)
+LOSS_SPECS: tuple[type[_Loss], ...] = AnyLossSpec.__args__
+
+LossSpec = Annotated[AnyLossSpec, Field(discriminator="type")]
 """Any one loss spec, chosen by its ``type`` field."""

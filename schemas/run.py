@@ -46,6 +46,7 @@ class StepRecord(Model):
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: ErrorInfo | None = None
     reason: str = ""
+    node: str | None = Field(None, description="The Ray node the step ran on.")
 
 
 class RunRecord(Model):
@@ -57,6 +58,8 @@ class RunRecord(Model):
     storage: str
     ray_address: str | None = None
     dashboard_url: str | None = None
+    driver_host: str | None = None
+    driver_pid: int | None = None
     steps: list[StepRecord]
 
     def step(self, step_id: str) -> StepRecord:
@@ -76,7 +79,6 @@ class EventKind(str, Enum):
     finished = "finished"
     failed = "failed"
     skipped = "skipped"
-    log = "log"
 
 
 class Event(Model):

@@ -10,10 +10,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from schemas.storage import StorageOptions
 
 
 @dataclass
@@ -70,6 +73,58 @@ def load_digits() -> RawData:
     )
 
 
+def parquet_files(uri: str, options: StorageOptions) -> tuple[Any, list[str]]:
+    """(fsspec filesystem, sorted Parquet file paths) of a file or folder at ``uri``."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, **options.to_fsspec())
+    if not fs.exists(path):
+        raise FileNotFoundError(f"dataset source {uri} does not exist")
+    if fs.isfile(path):
+        return fs, [path]
+    files = sorted(p for p in fs.find(path) if p.endswith((".parquet", ".pq")))
+    if not files:
+        raise FileNotFoundError(f"dataset source {uri} is a folder without .parquet files")
+    return fs, files
+
+
+@functools.lru_cache(maxsize=256)
+def _local_sha256(path: str, stamp: tuple[int, int, int]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_identity(uri: str, options: StorageOptions) -> dict[str, str]:
+    """The content identity of a Parquet source, for the dataset step's cache key.
+
+    Local files: each file's sha256 (memoised by path, size, mtime and inode, so a plan does
+    not re-hash unchanged files). Object stores: each object's size and ETag — the server's own
+    content hash, which changes whenever the object is rewritten with other bytes and stays the
+    same for identical bytes, while a whole-object sha256 would mean downloading it on every
+    plan (mtime is not used: it changes on an identical rewrite).
+    """
+    import os
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, files = parquet_files(uri, options)
+    base = files[0].rsplit("/", 1)[0] if len(files) > 1 else ""
+    out = {}
+    for path in files:
+        name = path[len(base) + 1 :] if base else path.rsplit("/", 1)[-1]
+        if isinstance(fs, LocalFileSystem):
+            st = os.stat(path)
+            out[name] = "sha256:" + _local_sha256(path, (st.st_size, st.st_mtime_ns, st.st_ino))
+        else:
+            info = fs.info(path)
+            etag = str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or "")
+            out[name] = f"size:{info.get('size')};etag:{etag.strip(chr(34))}"
+    return out
+
+
 def load_parquet(
     uri: str,
     *,
@@ -77,16 +132,13 @@ def load_parquet(
     label: str,
     feature_shape: list[int] | None,
     id_column: str | None,
-    storage_options: dict[str, Any],
+    options: StorageOptions,
 ) -> RawData:
     """Read a Parquet file or folder through fsspec; errors name the column and the file."""
-    import fsspec
     import pyarrow.dataset as pads
 
-    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
-    if not fs.exists(path):
-        raise FileNotFoundError(f"dataset source {uri} does not exist")
-    table = pads.dataset(path, filesystem=fs, format="parquet").to_table()
+    fs, files = parquet_files(uri, options)
+    table = pads.dataset(files, filesystem=fs, format="parquet").to_table()
     columns = table.column_names
     wanted = [features] if isinstance(features, str) else list(features)
     for name in [*wanted, label, *([id_column] if id_column else [])]:

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-
-def fixed_list(values: np.ndarray, dtype: pa.DataType) -> pa.FixedSizeListArray:
-    flat = pa.array(np.ascontiguousarray(values).reshape(-1), type=dtype)
-    return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+from components.artifacts.datasets import fixed_list_to_numpy
+from components.artifacts.logits import fixed_list
+from orchestrator import ArtifactStore
+from schemas.artifacts import ModelCheckpoint
 
 
 class TeacherPredictor:
@@ -22,8 +22,8 @@ class TeacherPredictor:
 
     def __init__(
         self,
-        uri: str,
-        storage_options: dict[str, Any],
+        store: ArtifactStore,
+        teacher: ModelCheckpoint,
         feature_shape: list[int],
         precision: str,
         top_k: int | None,
@@ -32,11 +32,11 @@ class TeacherPredictor:
     ):
         import torch
 
-        from components.models import load_checkpoint
+        from components.artifacts.checkpoints import load_model
 
         self.torch = torch
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        model, _ = load_checkpoint(uri, storage_options=storage_options)
+        model, _ = load_model(store, teacher)
         self.model = model.eval().to(self.device)
         self.shape = feature_shape
         self.dtype = pa.float16() if precision == "float16" else pa.float32()
@@ -44,8 +44,6 @@ class TeacherPredictor:
         self.top_k, self.feature = top_k, feature
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from components.data.io import fixed_list_to_numpy
-
         torch = self.torch
         x = torch.from_numpy(fixed_list_to_numpy(batch.column("x"))).reshape(-1, *self.shape)
         with torch.inference_mode():

@@ -9,7 +9,9 @@ Conventions shared by all terms:
   the term's *unweighted* components (before ``weight`` and before the fusion ratio alpha), for
   logging.
 - Several teachers are stacked on a leading dim ((M, B, K) logits, (M, B, D) features); unless a
-  term says otherwise, its target is the mean of the teachers' distributions.
+  term says otherwise, its target is the mixture of the teachers' distributions, weighted by
+  ``KDBatch.teacher_weights`` (the fusion ratios between teachers, summing to 1; equal weights
+  when None). Features are averaged with the same weights.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class KDBatch:
     teacher_rest_mass: Tensor | None = None  # (B,): 1 - sum of softmax(z_t) (T=1) over the top-k
     student_features: Tensor | None = None  # (B, Ds) penultimate embedding
     teacher_features: Tensor | None = None  # (B, Dt) or (M, B, Dt)
+    teacher_weights: Tensor | None = None  # (M,) fusion weights of several teachers, sum 1
     epoch: float = 0.0  # fractional epoch, for warm-ups
     step: int = 0
 
@@ -90,21 +93,35 @@ def student_log_probs(logits: Tensor, temperature: float = 1.0) -> Tensor:
     return F.log_softmax(logits.float() / temperature, dim=-1)
 
 
-def teacher_log_probs(teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """log of the teachers' mean softmax at ``temperature``: (B, K) from (B, K) or (M, B, K).
+def teacher_log_probs(
+    teacher_logits: Tensor, temperature: float = 1.0, weights: Tensor | None = None
+) -> Tensor:
+    """log of the teachers' (weighted) mean softmax at ``temperature``: (B, K) from (B, K) or
+    (M, B, K).
 
-    The mean over teachers is taken in probability space (a log-mean-exp of log-probabilities).
+    The mixture is taken in probability space: log sum_m w_m softmax(z_m / T), computed as a
+    logsumexp of log-probabilities plus log-weights (equal weights 1/M when ``weights`` is None).
+    A teacher with weight 0 contributes nothing.
     """
     logp = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     if logp.dim() == 3:
-        logp = torch.logsumexp(logp, dim=0) - math.log(logp.shape[0])
+        if weights is None:
+            logp = torch.logsumexp(logp, dim=0) - math.log(logp.shape[0])
+        else:
+            logw = torch.log(weights.float().to(logp.device)).view(-1, 1, 1)
+            logp = torch.logsumexp(logp + logw, dim=0)
     return logp
 
 
-def mean_teacher_features(features: Tensor) -> Tensor:
-    """(B, D) teacher features in float32; several teachers (M, B, D) are averaged."""
+def mean_teacher_features(features: Tensor, weights: Tensor | None = None) -> Tensor:
+    """(B, D) teacher features in float32; several teachers (M, B, D) are averaged (with
+    ``weights`` when given)."""
     features = features.float()
-    return features.mean(0) if features.dim() == 3 else features
+    if features.dim() != 3:
+        return features
+    if weights is None:
+        return features.mean(0)
+    return (features * weights.float().to(features.device).view(-1, 1, 1)).sum(0)
 
 
 def kl_from_log_probs(target_logp: Tensor, student_logp: Tensor) -> Tensor:

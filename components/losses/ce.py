@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from components.losses.base import KDBatch, LossTerm, cross_entropy
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import CELoss
 
 
 class CrossEntropy(LossTerm):
@@ -25,3 +27,8 @@ class CrossEntropy(LossTerm):
         assert batch.labels is not None
         value = cross_entropy(batch.student_logits, batch.labels, self.label_smoothing)
         return value, {"ce": value.detach()}
+
+
+@register_loss(CELoss)
+def _build(spec: CELoss, ctx: LossContext) -> LossTerm:
+    return CrossEntropy(weight=spec.weight, label_smoothing=spec.label_smoothing)

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import torch
 from pydantic import TypeAdapter
 from torch import Tensor, nn
 
+# The term modules register their builders on import.
+from components.losses import ce, dkd, hint, kd, meal, nd, pld, taid, topk  # noqa: F401
 from components.losses.base import KDBatch, LossTerm
-from components.losses.ce import CrossEntropy
-from components.losses.dkd import DecoupledKD
-from components.losses.hint import FeatureHint
-from components.losses.kd import HintonKD
-from components.losses.meal import MEALV2
-from components.losses.nd import NormDirection
-from components.losses.pld import PlackettLuceKD
-from components.losses.taid import TAID
-from components.losses.topk import TopKKD
+from components.losses.registry import LossContext, builder_for
 from schemas.losses import LossSpec
 
 
@@ -80,82 +73,6 @@ class CombinedLoss(nn.Module):
             term.on_step_end(loss_value)
 
 
-@dataclass(frozen=True)
-class _Context:
-    num_classes: int
-    student_feature_dim: int | None
-    teacher_feature_dim: int | None
-    class_means: Tensor | None
-    total_steps: int | None
-
-
-def _params(spec: Any) -> dict[str, Any]:
-    return spec.model_dump(exclude={"type"})
-
-
-def _build_taid(spec: Any, ctx: _Context) -> LossTerm:
-    if ctx.total_steps is None:
-        raise ValueError(
-            "loss 'taid' needs total_steps (its interpolation schedule spans the whole run)"
-        )
-    return TAID(ctx.total_steps, **_params(spec))
-
-
-def _build_nd(spec: Any, ctx: _Context) -> LossTerm:
-    if ctx.class_means is None:
-        raise ValueError(
-            "loss 'nd' needs class_means (the teacher's per-class mean penultimate features, "
-            "(num_classes, teacher_dim); cache them with teacher_inference `feature: penultimate`)"
-        )
-    if ctx.student_feature_dim is None:
-        raise ValueError(
-            "loss 'nd' needs student_feature_dim (the width of the student's penultimate "
-            "features, to size its projector)"
-        )
-    means = ctx.class_means
-    if means.dim() != 2 or means.shape[0] != ctx.num_classes:
-        raise ValueError(
-            f"loss 'nd' needs class_means of shape ({ctx.num_classes}, teacher_dim), "
-            f"got {tuple(means.shape)}"
-        )
-    if ctx.teacher_feature_dim is not None and means.shape[1] != ctx.teacher_feature_dim:
-        raise ValueError(
-            f"loss 'nd': class_means have width {means.shape[1]} but teacher_feature_dim is "
-            f"{ctx.teacher_feature_dim}"
-        )
-    return NormDirection(means, ctx.student_feature_dim, **_params(spec))
-
-
-def _build_hint(spec: Any, ctx: _Context) -> LossTerm:
-    lacking = [
-        name
-        for name, value in (
-            ("student_feature_dim", ctx.student_feature_dim),
-            ("teacher_feature_dim", ctx.teacher_feature_dim),
-        )
-        if value is None
-    ]
-    if lacking:
-        raise ValueError(
-            f"loss 'hint' needs {' and '.join(lacking)} (the widths of the penultimate "
-            "features, to size its projector; cache the teacher's `feature: penultimate`)"
-        )
-    assert ctx.student_feature_dim is not None and ctx.teacher_feature_dim is not None
-    return FeatureHint(ctx.student_feature_dim, ctx.teacher_feature_dim, **_params(spec))
-
-
-_BUILDERS: dict[str, Callable[[Any, _Context], LossTerm]] = {
-    "ce": lambda spec, ctx: CrossEntropy(**_params(spec)),
-    "kd": lambda spec, ctx: HintonKD(**_params(spec)),
-    "dkd": lambda spec, ctx: DecoupledKD(**_params(spec)),
-    "pld": lambda spec, ctx: PlackettLuceKD(**_params(spec)),
-    "meal": lambda spec, ctx: MEALV2(**_params(spec)),
-    "topk_kl": lambda spec, ctx: TopKKD(ctx.num_classes, **_params(spec)),
-    "taid": _build_taid,
-    "nd": _build_nd,
-    "hint": _build_hint,
-}
-
 _SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(LossSpec)
 
 
@@ -174,12 +91,11 @@ def build_loss(
     ``taid`` needs total_steps; ``nd`` needs class_means and student_feature_dim; ``hint``
     needs both feature widths.
     """
-    ctx = _Context(num_classes, student_feature_dim, teacher_feature_dim, class_means, total_steps)
+    ctx = LossContext(
+        num_classes, student_feature_dim, teacher_feature_dim, class_means, total_steps
+    )
     terms: list[LossTerm] = []
     for raw in specs:
         spec = _SPEC_ADAPTER.validate_python(raw) if isinstance(raw, Mapping) else raw
-        builder = _BUILDERS.get(spec.type)
-        if builder is None:
-            raise ValueError(f"unknown loss type {spec.type!r}; known: {sorted(_BUILDERS)}")
-        terms.append(builder(spec, ctx))
+        terms.append(builder_for(spec)(spec, ctx))
     return CombinedLoss(terms)

@@ -14,6 +14,8 @@ from components.losses.base import (
     student_log_probs,
     teacher_log_probs,
 )
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import DKDLoss
 
 
 def _binary_log_probs(logp: Tensor, labels: Tensor, others: Tensor) -> Tensor:
@@ -72,7 +74,7 @@ class DecoupledKD(LossTerm):
         T = self.temperature
         y = batch.labels.long()
         logp_s = student_log_probs(batch.student_logits, T)
-        logp_t = teacher_log_probs(batch.teacher_logits, T)
+        logp_t = teacher_log_probs(batch.teacher_logits, T, batch.teacher_weights)
         others = other_classes(y, logp_s.shape[-1])
         tckd = (
             T
@@ -93,3 +95,8 @@ class DecoupledKD(LossTerm):
             self.alpha * tckd + self.beta * nckd
         )
         return value, {"ce": ce.detach(), "tckd": tckd.detach(), "nckd": nckd.detach()}
+
+
+@register_loss(DKDLoss)
+def _build(spec: DKDLoss, ctx: LossContext) -> LossTerm:
+    return DecoupledKD(**spec.model_dump(exclude={"type"}))

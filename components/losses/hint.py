@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from components.losses.base import KDBatch, LossTerm, mean_teacher_features
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import HintLoss
 
 
 class FeatureHint(LossTerm):
@@ -31,6 +33,25 @@ class FeatureHint(LossTerm):
 
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.student_features is not None and batch.teacher_features is not None
-        t = mean_teacher_features(batch.teacher_features)
+        t = mean_teacher_features(batch.teacher_features, batch.teacher_weights)
         value = F.mse_loss(self.projector(batch.student_features.float()), t)
         return value, {"hint": value.detach()}
+
+
+@register_loss(HintLoss)
+def _build(spec: HintLoss, ctx: LossContext) -> LossTerm:
+    lacking = [
+        name
+        for name, value in (
+            ("student_feature_dim", ctx.student_feature_dim),
+            ("teacher_feature_dim", ctx.teacher_feature_dim),
+        )
+        if value is None
+    ]
+    if lacking:
+        raise ValueError(
+            f"loss 'hint' needs {' and '.join(lacking)} (the widths of the penultimate "
+            "features, to size its projector; cache the teacher's `feature: penultimate`)"
+        )
+    assert ctx.student_feature_dim is not None and ctx.teacher_feature_dim is not None
+    return FeatureHint(ctx.student_feature_dim, ctx.teacher_feature_dim, weight=spec.weight)

@@ -12,6 +12,8 @@ from components.losses.base import (
     student_log_probs,
     teacher_log_probs,
 )
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import KDLoss
 
 
 class HintonKD(LossTerm):
@@ -41,7 +43,8 @@ class HintonKD(LossTerm):
         assert batch.teacher_logits is not None
         T = self.temperature
         kl = kl_from_log_probs(
-            teacher_log_probs(batch.teacher_logits, T), student_log_probs(batch.student_logits, T)
+            teacher_log_probs(batch.teacher_logits, T, batch.teacher_weights),
+            student_log_probs(batch.student_logits, T),
         )
         value = self.alpha * T * T * kl
         parts = {"kl": kl.detach()}
@@ -53,3 +56,8 @@ class HintonKD(LossTerm):
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, temperature={self.temperature}, alpha={self.alpha}"
+
+
+@register_loss(KDLoss)
+def _build(spec: KDLoss, ctx: LossContext) -> LossTerm:
+    return HintonKD(weight=spec.weight, temperature=spec.temperature, alpha=spec.alpha)

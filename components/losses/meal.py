@@ -11,6 +11,8 @@ from components.losses.base import (
     student_log_probs,
     teacher_log_probs,
 )
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import MEALLoss
 
 
 class MEALV2(LossTerm):
@@ -27,6 +29,11 @@ class MEALV2(LossTerm):
 
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.teacher_logits is not None
-        target = teacher_log_probs(batch.teacher_logits, 1.0).exp()
+        target = teacher_log_probs(batch.teacher_logits, 1.0, batch.teacher_weights).exp()
         value = soft_cross_entropy(target, student_log_probs(batch.student_logits))
         return value, {"soft_ce": value.detach()}
+
+
+@register_loss(MEALLoss)
+def _build(spec: MEALLoss, ctx: LossContext) -> LossTerm:
+    return MEALV2(weight=spec.weight)

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from components.losses.base import KDBatch, LossTerm, mean_teacher_features
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import NDLoss
 
 _EPS = 1e-12
 
@@ -46,9 +48,35 @@ class NormDirection(LossTerm):
         assert batch.student_features is not None and batch.teacher_features is not None
         assert batch.labels is not None
         s = self.projector(batch.student_features.float())
-        t = mean_teacher_features(batch.teacher_features)
+        t = mean_teacher_features(batch.teacher_features, batch.teacher_weights)
         e = self.class_means[batch.labels.long()]
         e = e / e.norm(dim=1, keepdim=True).clamp_min(_EPS)
         denom = torch.maximum(s.norm(dim=1), t.norm(dim=1)).clamp_min(_EPS)
         value = (1 - (s * e).sum(1) / denom).mean()
         return value, {"nd": value.detach()}
+
+
+@register_loss(NDLoss)
+def _build(spec: NDLoss, ctx: LossContext) -> LossTerm:
+    if ctx.class_means is None:
+        raise ValueError(
+            "loss 'nd' needs class_means (the teacher's per-class mean penultimate features, "
+            "(num_classes, teacher_dim); cache them with teacher_inference `feature: penultimate`)"
+        )
+    if ctx.student_feature_dim is None:
+        raise ValueError(
+            "loss 'nd' needs student_feature_dim (the width of the student's penultimate "
+            "features, to size its projector)"
+        )
+    means = ctx.class_means
+    if means.dim() != 2 or means.shape[0] != ctx.num_classes:
+        raise ValueError(
+            f"loss 'nd' needs class_means of shape ({ctx.num_classes}, teacher_dim), "
+            f"got {tuple(means.shape)}"
+        )
+    if ctx.teacher_feature_dim is not None and means.shape[1] != ctx.teacher_feature_dim:
+        raise ValueError(
+            f"loss 'nd': class_means have width {means.shape[1]} but teacher_feature_dim is "
+            f"{ctx.teacher_feature_dim}"
+        )
+    return NormDirection(means, ctx.student_feature_dim, weight=spec.weight)

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 
 from components.losses.base import KDBatch, LossTerm, teacher_log_probs
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import PLDLoss
 
 
 class PlackettLuceKD(LossTerm):
@@ -35,7 +37,7 @@ class PlackettLuceKD(LossTerm):
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.teacher_logits is not None and batch.labels is not None
         z_s, y = batch.student_logits.float(), batch.labels.long()
-        logw = teacher_log_probs(batch.teacher_logits, self.temperature)
+        logw = teacher_log_probs(batch.teacher_logits, self.temperature, batch.teacher_weights)
         score = logw.detach().clone()
         score.scatter_(1, y[:, None], float("inf"))  # the label ranks first
         order = torch.sort(score, dim=1, descending=True, stable=True).indices
@@ -43,3 +45,8 @@ class PlackettLuceKD(LossTerm):
         suffix = torch.logcumsumexp(s.flip(1), dim=1).flip(1)
         value = (logw.gather(1, order).exp() * (suffix - s)).sum(1).mean()
         return value, {"pl": value.detach()}
+
+
+@register_loss(PLDLoss)
+def _build(spec: PLDLoss, ctx: LossContext) -> LossTerm:
+    return PlackettLuceKD(weight=spec.weight, temperature=spec.temperature)

@@ -15,6 +15,8 @@ from components.losses.base import (
     student_log_probs,
     teacher_log_probs,
 )
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import TAIDLoss
 
 
 def _sigmoid(x: float) -> float:
@@ -80,7 +82,7 @@ class TAID(LossTerm):
         assert batch.teacher_logits is not None
         t = float(self.t)
         z_s = batch.student_logits.float()
-        z_t = teacher_log_probs(batch.teacher_logits, 1.0)
+        z_t = teacher_log_probs(batch.teacher_logits, 1.0, batch.teacher_weights)
         target = F.softmax((1 - t) * z_s.detach() + t * z_t, dim=-1)
         value = soft_cross_entropy(target, student_log_probs(z_s))
         if self.training and torch.is_grad_enabled():
@@ -104,3 +106,12 @@ class TAID(LossTerm):
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, t={float(self.t):.4f}, total_steps={self.total_steps}"
+
+
+@register_loss(TAIDLoss)
+def _build(spec: TAIDLoss, ctx: LossContext) -> LossTerm:
+    if ctx.total_steps is None:
+        raise ValueError(
+            "loss 'taid' needs total_steps (its interpolation schedule spans the whole run)"
+        )
+    return TAID(ctx.total_steps, **spec.model_dump(exclude={"type"}))

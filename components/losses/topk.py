@@ -15,6 +15,8 @@ from components.losses.base import (
     student_log_probs,
     teacher_log_probs,
 )
+from components.losses.registry import LossContext, register_loss
+from schemas.losses import TopKKLLoss
 
 RULES = ("renormalize", "uniform", "bucket")
 _MIN_REST = 1e-30  # rest mass ~0: the missing classes get this much mass in all (negligible)
@@ -114,7 +116,10 @@ class TopKKD(LossTerm):
         else:
             assert batch.teacher_rest_mass is not None
             dense = densify_topk(idx, val, batch.teacher_rest_mass, self.num_classes)
-            logp_t, logp_s = teacher_log_probs(dense, T), student_log_probs(z_s, T)
+            logp_t, logp_s = (
+                teacher_log_probs(dense, T, batch.teacher_weights),
+                student_log_probs(z_s, T),
+            )
             if self.rule == "uniform":
                 kl = kl_from_log_probs(logp_t, logp_s)
             else:
@@ -142,3 +147,8 @@ def _bins(logp: Tensor, idx: Tensor) -> Tensor:
     inside = torch.zeros_like(logp, dtype=torch.bool).scatter_(1, idx, True)
     other = torch.logsumexp(logp.masked_fill(inside, float("-inf")), dim=1, keepdim=True)
     return torch.cat([top, other], dim=1)
+
+
+@register_loss(TopKKLLoss)
+def _build(spec: TopKKLLoss, ctx: LossContext) -> LossTerm:
+    return TopKKD(ctx.num_classes, **spec.model_dump(exclude={"type"}))

@@ -1,139 +1,187 @@
-"""Datasets for training workers: dataset splits as Ray Data, joined with teacher outputs.
+"""The data a training step learns from: dataset splits joined with teacher outputs by row_id.
 
-Teacher outputs (logit shards) are joined to dataset rows by ``row_id`` with a broadcast join:
-the shards of a split are read once (each verified against its manifest hash), put in Ray's
-object store, and every `map_batches` worker looks its rows up by binary search. Teacher
-outputs are small next to the inputs (K floats or a top-k per row), rows need no particular
-order, and a row without a teacher output is an error, never a silent zero.
+One decision (`plan_data`) per step: a split whose rows (with teacher columns) fit in
+``worker_cache_mb`` per worker is *held* — read from Parquet once (verified), joined in numpy,
+and kept in memory as columns — otherwise it is *streamed* through Ray Data, with the teacher
+outputs joined by a broadcast join (`TeacherJoin`). Both paths produce the same columns:
+``row_id``, ``x``, ``y`` and ``t{i}_<column>`` for teacher ``i`` (``logits``, or
+``topk_indices``/``topk_values``/``rest_mass``, and ``feature``). A row without a teacher output
+is an error, never a silent zero.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from orchestrator.errors import ArtifactError
-from orchestrator.storage.store import ArtifactStore
+from components.artifacts.datasets import (
+    fixed_list_to_numpy,
+    read_split,
+    split_source,
+)
+from components.artifacts.logits import TEACHER_COLUMNS, check_matches_dataset, read_teacher_table
+from orchestrator import ArtifactError, ArtifactStore
 from schemas.artifacts import Dataset, LogitShards
+from schemas.components.training import TrainingSettings
 
-TEACHER_COLUMNS = ("logits", "topk_indices", "topk_values", "rest_mass", "feature")
-
-
-def pyarrow_filesystem(store: ArtifactStore) -> Any:
-    """The store's filesystem as pyarrow sees it (None for local paths: pyarrow's own)."""
-    if store.is_local:
-        return None
-    import pyarrow.fs as pafs
-
-    return pafs.PyFileSystem(pafs.FSSpecHandler(store.fs))
+Columns = dict[str, np.ndarray]
 
 
-def arrow_path(store: ArtifactStore, uri: str) -> str:
-    return uri if store.is_local else store.fs._strip_protocol(uri)
+@dataclass
+class TrainingData:
+    """Per split: held columns (in memory) or a Ray Data dataset (streamed)."""
+
+    held: dict[str, Columns] = field(default_factory=dict)
+    streamed: dict[str, Any] = field(default_factory=dict)
+
+    def rows(self, split: str) -> int:
+        if split in self.held:
+            return len(self.held[split]["y"])
+        return int(self.streamed[split].count())
 
 
-def read_dataset_split(store: ArtifactStore, dataset: Dataset, split: str) -> Any:
-    """One split of a `Dataset` as a Ray Data dataset (columns row_id, x, y)."""
-    return read_dataset_splits(store, dataset, [split])
+def row_bytes(dataset: Dataset, teachers: list[LogitShards]) -> int:
+    """Bytes one row takes in memory: features, label, id and every teacher column."""
+    size = 4 * math.prod(dataset.feature_shape) + 16
+    for t in teachers:
+        width = 2 if t.dtype == "float16" else 4
+        if t.top_k is not None:
+            size += t.top_k * (4 + width) + 4
+        else:
+            size += t.num_classes * width
+        if t.feature_dim:
+            size += t.feature_dim * width
+    return size
 
 
-def read_dataset_splits(
-    store: ArtifactStore, dataset: Dataset, splits: list[str], with_paths: bool = False
-) -> Any:
-    """Several splits in one Ray Data dataset, in split order (one pipeline start-up, not one
-    per split); ``with_paths`` adds each row's source file as ``path`` (see `split_of`)."""
-    import ray.data
-
-    return ray.data.read_parquet(
-        [arrow_path(store, dataset.split_uri(s)) for s in splits],
-        filesystem=pyarrow_filesystem(store),
-        include_paths=with_paths,
-    )
-
-
-def split_of(path: str) -> str:
-    """The split a dataset file belongs to: ``.../<split>/part-00000.parquet`` -> ``<split>``."""
-    return path.rsplit("/", 2)[-2]
-
-
-def read_teacher_table(store: ArtifactStore, logits: LogitShards, split: str) -> pa.Table:
-    """All shards of one split, each checked against its manifest sha256 before it is read."""
-    import pyarrow.parquet as pq
-
-    manifest = store.read_manifest(logits)
-    prefix = f"{split}/"
-    entries = [e for e in manifest.files if e.path.startswith(prefix)]
-    if not entries:
-        raise ArtifactError(
-            f"logit shards at {logits.uri} have no split '{split}' (splits: {list(logits.splits)})"
+def plan_data(
+    dataset: Dataset, splits: dict[str, list[LogitShards]], settings: TrainingSettings
+) -> dict[str, str]:
+    """'held' or 'streamed' for each split (see the module docstring): the only place that
+    chooses between the in-memory path and the streaming path."""
+    budget = settings.worker_cache_mb * 2**20
+    workers = settings.scaling.num_workers
+    return {
+        split: (
+            "held"
+            if dataset.splits[split] * row_bytes(dataset, teachers) / workers <= budget
+            else "streamed"
         )
-    tables = []
-    for entry in entries:
-        store.verify_file(logits, entry)
-        with store.open(f"{logits.uri.rstrip('/')}/{entry.path}") as f:
-            tables.append(pq.read_table(f))
-    return pa.concat_tables(tables)
+        for split, teachers in splits.items()
+    }
 
 
-def check_matches_dataset(logits: LogitShards, dataset: Dataset) -> None:
-    """Refuse teacher outputs computed on other data or under another transform."""
-    if logits.dataset_version != dataset.data_version:
+def align_teacher(table: pa.Table, row_id: np.ndarray, index: int, where: str) -> Columns:
+    """Teacher ``index``'s columns in the order of ``row_id`` (``t{index}_<column>``)."""
+    ids = table.column("row_id").to_numpy()
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    at = np.searchsorted(sorted_ids, row_id).clip(0, max(len(sorted_ids) - 1, 0))
+    missing = (sorted_ids[at] != row_id) if len(sorted_ids) else np.ones(len(row_id), bool)
+    if missing.any():
         raise ArtifactError(
-            f"the logit shards at {logits.uri} were computed on dataset version "
-            f"{logits.dataset_version[:12]}, but this step trains on {dataset.data_version[:12]} "
-            f"({dataset.source} {dataset.domain or ''}); run teacher_inference on this dataset"
+            f"teacher {index} ({where}) has no output for {int(missing.sum())} of {len(row_id)} "
+            f"rows (e.g. row_id {int(row_id[missing][0])}): its logits were made for other rows"
         )
-    if logits.transform != dataset.transform:
-        raise ArtifactError(
-            f"the logit shards at {logits.uri} were computed under transform "
-            f"'{logits.transform}', this dataset uses '{dataset.transform}'"
+    take = order[at]
+    out: Columns = {}
+    for name in table.column_names:
+        if name not in TEACHER_COLUMNS:
+            continue
+        column = table.column(name).combine_chunks()
+        values = (
+            fixed_list_to_numpy(column)
+            if pa.types.is_fixed_size_list(column.type)
+            else column.to_numpy(zero_copy_only=False)
         )
+        out[f"t{index}_{name}"] = np.ascontiguousarray(values[take])
+    return out
+
+
+def held_columns(
+    store: ArtifactStore, dataset: Dataset, split: str, teachers: list[LogitShards]
+) -> Columns:
+    """One split in memory with its teacher columns, rows in ``row_id`` order."""
+    arrays = read_split(store, dataset, split)
+    order = np.argsort(arrays.row_id, kind="stable")
+    columns: Columns = {
+        "row_id": arrays.row_id[order],
+        "x": arrays.x[order].reshape(len(order), -1),
+        "y": arrays.y[order],
+    }
+    for i, cache in enumerate(teachers):
+        table = read_teacher_table(store, cache, split)
+        columns.update(align_teacher(table, columns["row_id"], i, store.uri(cache.path)))
+    return columns
 
 
 class TeacherJoin:
     """`map_batches` callable: appends teacher ``i``'s columns as ``t{i}_<column>`` by row_id."""
 
-    def __init__(self, tables: list[pa.Table]):
-        self.columns: list[list[str]] = []
-        self.tables: list[pa.Table] = []
-        self.sorted_ids: list[np.ndarray] = []
-        self.order: list[np.ndarray] = []
-        for table in tables:
-            ids = table.column("row_id").to_numpy()
-            order = np.argsort(ids, kind="stable")
-            self.order.append(order)
-            self.sorted_ids.append(ids[order])
-            self.columns.append([c for c in table.column_names if c in TEACHER_COLUMNS])
-            self.tables.append(table)
+    def __init__(self, tables: list[pa.Table], where: list[str]):
+        self.tables, self.where = tables, where
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         ids = batch.column("row_id").to_numpy()
-        for t, table in enumerate(self.tables):
-            sorted_ids = self.sorted_ids[t]
-            where = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
-            missing = sorted_ids[where] != ids
-            if missing.any():
-                raise ArtifactError(
-                    f"teacher {t} has no output for {int(missing.sum())} of {len(ids)} rows "
-                    f"(e.g. row_id {int(ids[missing][0])}): its logits were made for other rows"
-                )
-            taken = table.take(pa.array(self.order[t][where]))
-            for column in self.columns[t]:
-                batch = batch.append_column(f"t{t}_{column}", taken.column(column))
+        for i, table in enumerate(self.tables):
+            for name, values in align_teacher(table, ids, i, self.where[i]).items():
+                if values.ndim == 2:
+                    flat = pa.array(values.reshape(-1))
+                    batch = batch.append_column(
+                        name, pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+                    )
+                else:
+                    batch = batch.append_column(name, pa.array(values))
         return batch
 
 
-def with_teachers(ds: Any, tables: list[pa.Table], batch_size: int = 1024) -> Any:
-    """Join teacher tables onto a Ray Data dataset of dataset rows (see `TeacherJoin`)."""
-    if not tables:
+def streamed_dataset(
+    store: ArtifactStore, dataset: Dataset, split: str, teachers: list[LogitShards]
+) -> Any:
+    """One split as a Ray Data dataset (files verified first), teacher columns joined."""
+    import ray.data
+
+    filesystem, paths = split_source(store, dataset, [split])
+    ds = ray.data.read_parquet(paths, filesystem=filesystem)
+    if not teachers:
         return ds
+    tables = [read_teacher_table(store, cache, split) for cache in teachers]
     return ds.map_batches(
         TeacherJoin,
-        fn_constructor_args=(tables,),
+        fn_constructor_args=(tables, [store.uri(c.path) for c in teachers]),
         batch_format="pyarrow",
-        batch_size=batch_size,
+        batch_size=1024,
         concurrency=1,
         num_cpus=0.5,
     )
+
+
+def prepare_data(
+    store: ArtifactStore,
+    dataset: Dataset,
+    settings: TrainingSettings,
+    teachers: list[LogitShards] | None = None,
+) -> TrainingData:
+    """The train split (joined with ``teachers``' outputs) and the eval split, each held or
+    streamed as `plan_data` decides."""
+    teachers = teachers or []
+    for cache in teachers:
+        check_matches_dataset(cache, dataset)
+        if "train" not in cache.splits:
+            raise ValueError(
+                f"the logit shards at {store.uri(cache.path)} do not cover the train split"
+            )
+    wanted = {"train": teachers, settings.eval_split: []}
+    for split in wanted:
+        dataset.split_path(split)  # a clear KeyError naming the splits there are
+    data = TrainingData()
+    for split, how in plan_data(dataset, wanted, settings).items():
+        if how == "held":
+            data.held[split] = held_columns(store, dataset, split, wanted[split])
+        else:
+            data.streamed[split] = streamed_dataset(store, dataset, split, wanted[split])
+    return data

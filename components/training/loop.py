@@ -1,48 +1,76 @@
-"""The function each Ray Train worker runs (DDP or DeepSpeed), shared by `train` and `distill`.
+"""The training loop shared by `train` and `distill`, in one process or on Ray Train workers.
 
-Every epoch: train on this worker's shard, evaluate the eval split (summed over ranks), then
-report metrics with a checkpoint. A restarted worker group (after a crash; `max_failures`)
-resumes from the last checkpoint: student, loss state (projectors, TAID), optimizer, schedule,
-epoch and history all come back.
+Every epoch: train on this worker's rows, evaluate the eval split (summed over ranks), report
+the metrics, and save a resumable checkpoint when ``checkpoint_every_s`` has passed (always on
+the last epoch of a multi-worker run, whose weights come back through it). A restarted worker
+(after a crash) resumes from the last checkpoint: student, loss state (projectors, TAID),
+optimizer, schedule, epoch and history all come back. A loss that becomes NaN or infinite stops
+the step with the epoch and the loss term that did it, before anything is committed.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
-from components.training.batches import EpochBatches
-from components.training.objective import ObjectiveSpec
+from components.training.batches import HeldBatches, StreamBatches
+from components.training.session import Session, read_meta, write_meta
+from orchestrator import ArtifactStore
+from schemas.artifacts import ModelCheckpoint
+from schemas.components.training import TrainingSettings
+from schemas.models import ModelSpec
 
 MODEL_FILE = "model.pt"
 BEST_FILE = "best_model.pt"
 STATE_FILE = "train_state.pt"
-META_FILE = "meta.json"
 DS_TAG = "zero"
+
+
+class Objective(Protocol):
+    """Builds the module the loop optimises: ``module(batch, epoch, step) -> (loss, parts)``,
+    with the student as ``module.student`` and ``module.on_step_end(loss)``."""
+
+    def build(self, student: nn.Module, total_steps: int, store: ArtifactStore) -> nn.Module: ...
+
+
+class Batches(Protocol):
+    def batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]: ...
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the step fails and nothing is committed."""
 
 
 @dataclass
 class LoopSpec:
-    """The worker's whole brief (picklable)."""
+    """The loop's whole brief (picklable: Pydantic objects travel as they are)."""
 
-    model: dict[str, Any]  # ModelSpec JSON with num_classes/input_shape filled in
-    training: Any  # schemas.components.training.TrainingSettings
-    objective: ObjectiveSpec
+    model: ModelSpec  # num_classes/input_shape filled in
+    training: TrainingSettings
+    objective: Objective
     steps_per_epoch: int
-    init_weights: str | None = None  # checkpoint URI to start the student from
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    held_splits: frozenset[str] = frozenset()  # splits each worker keeps in memory (batches.py)
+    store: ArtifactStore
+    init: ModelCheckpoint | None = None  # start the student from these weights
 
 
-def _optimizer(params: Any, cfg: Any) -> torch.optim.Optimizer:
+@dataclass
+class LoopResult:
+    student_state: dict[str, torch.Tensor]
+    best_state: dict[str, torch.Tensor] | None
+    history: list[dict[str, Any]]
+    resumes: int
+
+
+def make_optimizer(params: Any, cfg: TrainingSettings) -> torch.optim.Optimizer:
     opt = cfg.optimizer
     if opt.name == "sgd":
         return torch.optim.SGD(
@@ -52,8 +80,8 @@ def _optimizer(params: Any, cfg: Any) -> torch.optim.Optimizer:
     return cls(params, lr=opt.lr, weight_decay=opt.weight_decay)
 
 
-def _schedule(
-    optimizer: torch.optim.Optimizer, cfg: Any, total_steps: int
+def make_schedule(
+    optimizer: torch.optim.Optimizer, cfg: TrainingSettings, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.optimizer.schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
@@ -66,7 +94,7 @@ def _schedule(
 
 
 def _to_device(
-    batch: dict[str, Any], device: torch.device, shape: list[int]
+    batch: dict[str, Any], device: torch.device, shape: tuple[int, ...]
 ) -> dict[str, torch.Tensor]:
     out = {
         k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)
@@ -85,13 +113,14 @@ def _all_reduce(values: list[float], device: torch.device) -> list[float]:
 
 
 @torch.no_grad()
-def _evaluate(
-    student: torch.nn.Module,
-    data: EpochBatches,
+def evaluate(
+    student: nn.Module,
+    data: Batches,
     epoch: int,
     device: torch.device,
-    shape: list[int],
+    shape: tuple[int, ...],
 ) -> dict[str, float]:
+    was_training = student.training
     student.eval()
     correct = total = 0.0
     loss_sum = 0.0
@@ -102,130 +131,163 @@ def _evaluate(
         correct += (logits.argmax(1) == batch["y"]).sum().item()
         total += len(batch["y"])
     correct, total, loss_sum = _all_reduce([correct, total, loss_sum], device)
-    student.train()
+    student.train(was_training)
     return {"val_accuracy": correct / max(total, 1), "val_loss": loss_sum / max(total, 1)}
 
 
-def _unwrap(module: torch.nn.Module) -> Any:
+def _unwrap(module: nn.Module) -> Any:
     return module.module if hasattr(module, "module") else module
 
 
-def train_loop_per_worker(spec: LoopSpec) -> None:
-    import ray.train
-    import ray.train.torch
+def _check_finite(loss: torch.Tensor, parts: dict[str, float], epoch: int, step: int) -> None:
+    if bool(torch.isfinite(loss)):
+        return
+    bad = [f"{name} = {value}" for name, value in parts.items() if not math.isfinite(value)]
+    raise NonFiniteLoss(
+        f"the training loss became {float(loss)} at epoch {epoch} (step {step})"
+        + (f"; non-finite terms: {', '.join(bad)}" if bad else "")
+        + ". Lower the learning rate, check the loss settings (e.g. temperature) and the "
+        "input data; nothing was committed."
+    )
 
-    from components.models import build_model, load_checkpoint
-    from components.training.objective import TrainModule
 
-    cfg = spec.training
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
-    torch.manual_seed(cfg.seed)
-    device = ray.train.torch.get_device()
-    shape = list(spec.model["input_shape"])
-
-    from pydantic import TypeAdapter
-
-    from schemas.models import ModelSpec as _ModelSpec
-
-    model_spec = TypeAdapter(_ModelSpec).validate_python(spec.model)
-    if spec.init_weights:
-        student, _ = load_checkpoint(spec.init_weights, storage_options=spec.storage_options)
-    else:
-        student = build_model(model_spec, seed=cfg.seed)
-    total_steps = cfg.epochs * spec.steps_per_epoch
-    module = TrainModule(student, spec.objective, total_steps).to(device)
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = _optimizer(params, cfg)
-    scheduler = _schedule(optimizer, cfg, total_steps)
-
-    start_epoch, history, best, resumes = 0, [], -1.0, 0
-    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's student weights
-    restored = ray.train.get_checkpoint()
-    deepspeed_engine = None
-    if cfg.strategy == "deepspeed":
-        deepspeed_engine = _deepspeed(module, optimizer, scheduler, cfg, world)
-        if restored is not None:
-            with restored.as_directory() as d:
-                deepspeed_engine.load_checkpoint(d, tag=DS_TAG)
-                meta = json.loads(Path(d, META_FILE).read_text())
-            start_epoch, history, resumes = meta["epoch"] + 1, meta["history"], meta["resumes"] + 1
-        runner: Any = deepspeed_engine
-    else:
-        if restored is not None:
-            with restored.as_directory() as d:
-                state = torch.load(Path(d, STATE_FILE), map_location=device, weights_only=False)
-                meta = json.loads(Path(d, META_FILE).read_text())
-                best_state = torch.load(Path(d, BEST_FILE), map_location="cpu", weights_only=True)
-            module.load_state_dict(state["module"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start_epoch, history, best = meta["epoch"] + 1, meta["history"], meta["best"]
-            resumes = meta["resumes"] + 1
-        runner = (
-            ray.train.torch.prepare_model(module) if world > 1 or device.type != "cpu" else module
-        )
-    if restored is not None:
-        print(f"[kdorch] rank {rank}: resumed from the checkpoint of epoch {start_epoch - 1}")
-
-    train_data = EpochBatches(
-        ray.train.get_dataset_shard("train"),
-        batch_size=cfg.batch_size,
-        hold="train" in spec.held_splits,
-        shuffle=True,
+def held_or_streamed(
+    source: Any, *, batch_size: int, shuffle: bool, cfg: TrainingSettings, rank: int
+) -> Batches:
+    """Batches over held columns (a dict of tensors) or a Ray Data dataset/shard."""
+    if isinstance(source, dict):
+        return HeldBatches(source, batch_size=batch_size, shuffle=shuffle, seed=cfg.seed, rank=rank)
+    return StreamBatches(
+        source,
+        batch_size=batch_size,
+        shuffle=shuffle,
         seed=cfg.seed,
         rank=rank,
         shuffle_buffer=cfg.shuffle_buffer,
     )
-    eval_data = EpochBatches(
-        ray.train.get_dataset_shard(cfg.eval_split),
-        batch_size=max(cfg.batch_size, 256),
-        hold=cfg.eval_split in spec.held_splits,
-        shuffle=False,
+
+
+def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) -> LoopResult:
+    """Train as the module docstring says. ``*_data``: held columns (dict of tensors, this
+    worker's rows) or a Ray Data dataset/shard."""
+    from components.artifacts.checkpoints import load_model
+    from components.models import build_model
+
+    cfg = spec.training
+    rank, world, device = session.rank, session.world, session.device
+    torch.manual_seed(cfg.seed)
+    shape = tuple(spec.model.input_shape or ())
+    if spec.init is not None:
+        student, _ = load_model(spec.store, spec.init)
+        student.train()
+    else:
+        student = build_model(spec.model, seed=cfg.seed)
+    total_steps = cfg.epochs * spec.steps_per_epoch
+    module = spec.objective.build(student, total_steps, spec.store).to(device)
+    optimizer = make_optimizer([p for p in module.parameters() if p.requires_grad], cfg)
+    scheduler = make_schedule(optimizer, cfg, total_steps)
+
+    start_epoch, history, best, resumes = 0, [], -1.0, 0
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's student weights
+    engine = None
+    if cfg.strategy == "deepspeed":
+        engine = _deepspeed(module, optimizer, scheduler, cfg, world)
+    with session.restore() as restored:
+        if restored is not None:
+            meta = read_meta(restored)
+            if engine is not None:
+                engine.load_checkpoint(str(restored), tag=DS_TAG)
+            else:
+                # Our own file, holding optimizer state beside tensors: not weights-only.
+                state = torch.load(
+                    Path(restored, STATE_FILE), map_location=device, weights_only=False
+                )
+                module.load_state_dict(state["module"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                if Path(restored, BEST_FILE).exists():
+                    best_state = torch.load(
+                        Path(restored, BEST_FILE), map_location="cpu", weights_only=True
+                    )
+            start_epoch, history = meta["epoch"] + 1, meta["history"]
+            best, resumes = meta["best"], meta["resumes"] + 1
+            print(f"[kdorch] rank {rank}: resumed from the checkpoint of epoch {start_epoch - 1}")
+    if engine is not None:
+        runner: Any = engine
+    elif world > 1:
+        import ray.train.torch
+
+        runner = ray.train.torch.prepare_model(module)
+    else:
+        runner = module
+
+    train_batches = held_or_streamed(
+        train_data, batch_size=cfg.batch_size, shuffle=True, cfg=cfg, rank=rank
+    )
+    eval_batches = held_or_streamed(
+        eval_data, batch_size=max(cfg.batch_size, 256), shuffle=False, cfg=cfg, rank=rank
     )
     step = start_epoch * spec.steps_per_epoch
+    last_checkpoint = time.monotonic()
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
         sums: dict[str, float] = {}
         batches = 0
         runner.train()
-        for raw in train_data.batches(epoch):
+        for raw in train_batches.batches(epoch):
             batch = _to_device(raw, device, shape)
             progress = epoch + batches / max(spec.steps_per_epoch, 1)
             loss, parts = runner(batch, progress, step)
-            if deepspeed_engine is not None:
-                deepspeed_engine.backward(loss)
-                deepspeed_engine.step()
+            _check_finite(loss, parts, epoch, step)
+            if engine is not None:
+                engine.backward(loss)
+                engine.step()
             else:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-            _unwrap(runner).loss.on_step_end(float(loss.detach()))
-            for name, value in {"loss": float(loss.detach()), **parts}.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
+            value = float(loss.detach())
+            _unwrap(runner).on_step_end(value)
+            sums["loss"] = sums.get("loss", 0.0) + value
+            for name, part in parts.items():
+                sums[name] = sums.get(name, 0.0) + float(part)
             batches += 1
             step += 1
         names = sorted(sums)
         reduced = _all_reduce([sums[n] for n in names] + [batches], device)
-        metrics = {
+        metrics: dict[str, Any] = {
             f"train_{n}": v / max(reduced[-1], 1) for n, v in zip(names, reduced, strict=False)
         }
-        metrics.update(_evaluate(_unwrap(runner).student, eval_data, epoch, device, shape))
+        student_now = _unwrap(runner).student
+        metrics.update(evaluate(student_now, eval_batches, epoch, device, shape))
         metrics.update(
             epoch=epoch, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"]
         )
         history.append(metrics)
-        if metrics["val_accuracy"] > best and deepspeed_engine is None and rank == 0:
-            student = _unwrap(runner).student
-            best_state = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
+        if metrics["val_accuracy"] > best and engine is None and rank == 0:
+            best_state = {k: v.detach().cpu().clone() for k, v in student_now.state_dict().items()}
         best = max(best, metrics["val_accuracy"])
-        meta = {"epoch": epoch, "history": history, "best": best, "resumes": resumes}
-        _report(runner, deepspeed_engine, optimizer, scheduler, metrics, meta, best_state, rank)
+        last = epoch == cfg.epochs - 1
+        due = time.monotonic() - last_checkpoint >= cfg.checkpoint_every_s
+        # A multi-worker run's weights come back through its last checkpoint.
+        if (due and not last) or (last and world > 1) or (last and engine is not None):
+            meta = {"epoch": epoch, "history": history, "best": best, "resumes": resumes}
+            _checkpoint(session, runner, engine, optimizer, scheduler, metrics, meta, best_state)
+            last_checkpoint = time.monotonic()
+        else:
+            session.report(metrics, None)
+    student = _unwrap(runner).student
+    return LoopResult(
+        student_state={k: v.detach().cpu() for k, v in student.state_dict().items()},
+        best_state=best_state,
+        history=history,
+        resumes=resumes,
+    )
 
 
-def _report(
+def _checkpoint(
+    session: Session,
     runner: Any,
     engine: Any,
     optimizer: Any,
@@ -233,24 +295,22 @@ def _report(
     metrics: dict[str, Any],
     meta: dict[str, Any],
     best_state: dict[str, torch.Tensor] | None,
-    rank: int,
 ) -> None:
     """Report the epoch with a checkpoint (rank 0's, or every rank's ZeRO partition)."""
-    import ray.train
-
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="kdorch-ckpt-") as tmp:
         if engine is not None:  # every rank writes its ZeRO partition; Ray merges the folders
             engine.save_checkpoint(tmp, tag=DS_TAG)
-            if rank == 0:
-                Path(tmp, META_FILE).write_text(json.dumps(meta))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            if session.rank == 0:
+                write_meta(Path(tmp), meta)
+            session.report(metrics, Path(tmp))
             return
-        if rank != 0:
-            ray.train.report(metrics)
+        if session.rank != 0:
+            session.report(metrics, None)
             return
         module = _unwrap(runner)
         torch.save(module.student.state_dict(), Path(tmp, MODEL_FILE))
-        torch.save(best_state, Path(tmp, BEST_FILE))
+        if best_state is not None:
+            torch.save(best_state, Path(tmp, BEST_FILE))
         torch.save(
             {
                 "module": module.state_dict(),
@@ -259,12 +319,12 @@ def _report(
             },
             Path(tmp, STATE_FILE),
         )
-        Path(tmp, META_FILE).write_text(json.dumps(meta))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        write_meta(Path(tmp), meta)
+        session.report(metrics, Path(tmp))
 
 
 def _deepspeed(
-    module: torch.nn.Module, optimizer: Any, scheduler: Any, cfg: Any, world: int
+    module: nn.Module, optimizer: Any, scheduler: Any, cfg: TrainingSettings, world: int
 ) -> Any:
     os.environ.setdefault("DS_ACCELERATOR", "cuda" if cfg.scaling.use_gpu else "cpu")
     import deepspeed

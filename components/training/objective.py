@@ -1,4 +1,4 @@
-"""What a training step minimises: the student plus its loss terms in one module.
+"""The `distill` component's objective: the student plus its loss terms in one module.
 
 Keeping the loss terms (which may own parameters: ND and FitNets projectors, TAID's state)
 inside the same `nn.Module` as the student means DDP synchronises their gradients, DeepSpeed
@@ -14,18 +14,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from schemas.artifacts import ModelCheckpoint
+from schemas.losses import LossSpec
+
 
 @dataclass
-class ObjectiveSpec:
-    """Everything a worker needs to build the loss (picklable; no tensors on the wire)."""
+class DistillObjective:
+    """Everything a worker needs to build the loss; Pydantic objects travel as they are."""
 
-    losses: list[dict[str, Any]]  # LossSpec dicts, validated again on the worker
+    losses: list[LossSpec]
     num_classes: int
-    num_teachers: int = 0  # teacher outputs joined into the batch as t{i}_<column>
+    num_teachers: int = 0  # cached teacher outputs joined into the batch as t{i}_<column>
+    teacher_weights: list[float] | None = None  # fusion weights, normalised to sum to 1
     teacher_feature_dim: int | None = None
     class_means: np.ndarray | None = None
-    online_teachers: list[str] = field(default_factory=list)  # checkpoint URIs run on the fly
-    storage_options: dict[str, Any] = field(default_factory=dict)
+    online_teachers: list[ModelCheckpoint] = field(default_factory=list)
+
+    def build(self, student: nn.Module, total_steps: int, store: Any) -> TrainModule:
+        return TrainModule(student, self, total_steps, store)
 
 
 def _stack(batch: dict[str, torch.Tensor], column: str, count: int) -> torch.Tensor | None:
@@ -38,23 +44,21 @@ def _stack(batch: dict[str, torch.Tensor], column: str, count: int) -> torch.Ten
 class TrainModule(nn.Module):
     """Student + loss terms + (frozen) online teachers. ``forward(batch) -> (total, parts)``."""
 
-    def __init__(self, student: nn.Module, spec: ObjectiveSpec, total_steps: int):
+    def __init__(
+        self, student: nn.Module, spec: DistillObjective, total_steps: int, store: Any
+    ) -> None:
         super().__init__()
-        from pydantic import TypeAdapter
-
         from components.losses import build_loss
-        from schemas.losses import LossSpec
 
         self.student = student
         self.spec = spec
-        losses = TypeAdapter(list[LossSpec]).validate_python(spec.losses)
         means = (
             torch.as_tensor(spec.class_means, dtype=torch.float32)
             if spec.class_means is not None
             else None
         )
         self.loss = build_loss(
-            losses,
+            spec.losses,
             num_classes=spec.num_classes,
             student_feature_dim=getattr(student, "feature_dim", None),
             teacher_feature_dim=spec.teacher_feature_dim,
@@ -63,12 +67,18 @@ class TrainModule(nn.Module):
         )
         self.teachers = nn.ModuleList()
         if spec.online_teachers:
-            from components.models import load_checkpoint
+            from components.artifacts.checkpoints import load_model
 
-            for uri in spec.online_teachers:
-                teacher, _ = load_checkpoint(uri, storage_options=spec.storage_options)
+            for checkpoint in spec.online_teachers:
+                teacher, _ = load_model(store, checkpoint)
                 teacher.eval().requires_grad_(False)
                 self.teachers.append(teacher)
+        weights = spec.teacher_weights
+        self.register_buffer(
+            "teacher_weights",
+            torch.tensor(weights, dtype=torch.float32) if weights else torch.zeros(0),
+            persistent=False,
+        )
         self.wants_features = bool(
             {"student_features", "teacher_features"} & set(self.loss.requires)
         )
@@ -77,11 +87,12 @@ class TrainModule(nn.Module):
         from components.losses import KDBatch
 
         x, y = batch["x"], batch["y"]
+        student: Any = self.student
         if self.wants_features:
-            out = self.student.forward_features(x)
+            out = student.forward_features(x)
             logits, features = out.logits, out.features
         else:
-            logits, features = self.student(x), None
+            logits, features = student(x), None
         kd = KDBatch(
             student_logits=logits, labels=y, student_features=features, epoch=epoch, step=step
         )
@@ -95,18 +106,24 @@ class TrainModule(nn.Module):
         kd.teacher_features = _stack(batch, "feature", count)
         if len(self.teachers):
             with torch.no_grad():
-                outs = [t.forward_features(x) for t in self.teachers]
+                outs = [t.forward_features(x) for t in self.teachers]  # type: ignore[operator]
             logits_t = [o.logits for o in outs]
             feats_t = [o.features for o in outs]
             kd.teacher_logits = logits_t[0] if len(outs) == 1 else torch.stack(logits_t)
             if self.wants_features:
                 kd.teacher_features = feats_t[0] if len(outs) == 1 else torch.stack(feats_t)
+        weights = self.get_buffer("teacher_weights")
+        if weights.numel():
+            kd.teacher_weights = weights
         return kd
 
     def forward(
         self, batch: dict[str, torch.Tensor], epoch: float = 0.0, step: int = 0
     ) -> tuple[torch.Tensor, dict[str, float]]:
         return self.loss(self.kd_batch(batch, epoch, step))
+
+    def on_step_end(self, loss_value: float) -> None:
+        self.loss.on_step_end(loss_value)
 
     def train(self, mode: bool = True) -> TrainModule:
         super().train(mode)

@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from orchestrator.execution.context import StepContext
+from orchestrator import StepContext
 from schemas.artifacts import Dataset, ModelCheckpoint
-from schemas.components.training import TrainingSettings
+from schemas.models import ModelSpec
 
 
-def fit_spec_to_dataset(spec: Any, dataset: Dataset) -> Any:
+def fit_spec_to_dataset(spec: ModelSpec, dataset: Dataset) -> ModelSpec:
     """Fill the spec's ``num_classes``/``input_shape`` from the dataset; refuse contradictions."""
     shape = tuple(dataset.feature_shape)
     updates: dict[str, Any] = {}
@@ -31,17 +31,9 @@ def fit_spec_to_dataset(spec: Any, dataset: Dataset) -> Any:
     return spec.model_copy(update=updates) if updates else spec
 
 
-def worker_demand(settings: TrainingSettings) -> dict[str, float]:
-    scaling = settings.scaling
-    demand = {"CPU": scaling.num_workers * scaling.cpus_per_worker}
-    if scaling.use_gpu:
-        demand["GPU"] = float(scaling.num_workers)
-    return demand
-
-
 def export_model(
     ctx: StepContext,
-    spec: Any,
+    spec: ModelSpec,
     state: dict[str, torch.Tensor],
     metrics: dict[str, float],
     history: list[dict[str, Any]],
@@ -52,23 +44,17 @@ def export_model(
     trained, so retraining the same config (bit-reproducible on one CPU worker) keeps every
     downstream cache valid. Timings remain in the step's `history` output and the run record.
     """
-    from components.models import build_model, count_parameters, save_checkpoint
+    from components.artifacts.checkpoints import save_model
+    from components.models import build_model
 
     model = build_model(spec)
     model.load_state_dict(state)
-    uri = ctx.output_uri("model")
-    metrics = without_wall_clock(metrics)
-    save_checkpoint(
+    return save_model(
+        ctx,
+        "model",
         model,
-        uri,
-        storage_options=ctx.storage_options,
-        extra={"metrics": metrics, "history": [without_wall_clock(h) for h in history]},
-    )
-    return ModelCheckpoint(
-        uri=uri,
-        model=spec.model_dump(mode="json"),
-        num_parameters=count_parameters(model),
-        metrics=metrics,
+        metrics=without_wall_clock(metrics),
+        extra={"history": [without_wall_clock(h) for h in history]},
     )
 
 

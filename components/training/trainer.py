@@ -1,17 +1,27 @@
-"""Running the loop with Ray Train: our settings become Ray's config objects only here."""
+"""Running the loop: in the step's own process (one worker), or with Ray Train.
+
+One worker with DDP (the default) runs `run_loop` right here — no `TorchTrainer`, no worker
+actors, none of Ray Train's ~12 s start-up — and resumes after a crash from the checkpoint in
+the store when Ray restarts the step's task (`Component.task_retries`). Several workers, or
+DeepSpeed, run a `TorchTrainer`; our settings become Ray's config objects only here. Held data
+reaches Ray Train workers through the object store (each worker takes rows ``rank::world``);
+streamed data as Ray Data datasets.
+"""
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from components.training.loop import BEST_FILE, DS_TAG, META_FILE, MODEL_FILE, LoopSpec
-from orchestrator.execution.context import StepContext
-from orchestrator.storage.store import ArtifactStore
+from components.training.data import TrainingData
+from components.training.loop import BEST_FILE, DS_TAG, MODEL_FILE, LoopResult, LoopSpec, run_loop
+from components.training.session import LocalSession
+from orchestrator import StepContext
 from schemas.components.training import TrainingSettings
 
 
@@ -22,54 +32,104 @@ class FitResult:
     metrics: dict[str, float]
 
 
-def _entry(config: dict[str, Any]) -> None:
-    from components.training.loop import train_loop_per_worker
-
-    train_loop_per_worker(config["spec"])
-
-
 def steps_per_epoch(rows: int, settings: TrainingSettings) -> int:
     return max(1, math.ceil(rows / settings.scaling.num_workers / settings.batch_size))
 
 
-def held_splits(materialized: dict[str, Any], settings: TrainingSettings) -> frozenset[str]:
-    """The splits small enough for each worker to keep in memory (see `batches.py`)."""
-    budget = settings.worker_cache_mb * 2**20
-    return frozenset(
-        name
-        for name, ds in materialized.items()
-        if ds.size_bytes() / settings.scaling.num_workers <= budget
-    )
+def as_tensors(columns: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(values) for name, values in columns.items()}
+
+
+def fit(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitResult:
+    """Train; returns the selected student weights, the history and summary metrics."""
+    settings = spec.training
+    if settings.runs_in_process():
+        result = _fit_here(ctx, spec, data)
+        chosen = result.best_state if settings.select == "best" else result.student_state
+        state = chosen if chosen is not None else result.student_state
+        return _summary(state, result.history, result.resumes)
+    return _fit_ray_train(ctx, spec, data)
+
+
+def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> LoopResult:
+    settings = spec.training
+    use_gpu = settings.scaling.use_gpu and torch.cuda.is_available()
+    device = torch.device("cuda" if use_gpu else "cpu")
+    torch.set_num_threads(max(1, int(ctx.resources.num_cpus or settings.scaling.cpus_per_worker)))
+    epochs = settings.epochs
+
+    def progress(metrics: dict[str, Any]) -> None:
+        ctx.log(
+            "epoch %d/%d: loss %.4f, val accuracy %.4f",
+            int(metrics["epoch"]) + 1,
+            epochs,
+            metrics.get("train_loss", float("nan")),
+            metrics["val_accuracy"],
+        )
+
+    session = LocalSession(ctx.store, ctx.resume_path("loop"), device, on_epoch=progress)
+
+    def source(split: str) -> Any:
+        if split in data.held:
+            return as_tensors(data.held[split])
+        return data.streamed[split]
+
+    return run_loop(spec, session, source("train"), source(settings.eval_split))
+
+
+def _summary(
+    state: dict[str, torch.Tensor], history: list[dict[str, Any]], resumes: int
+) -> FitResult:
+    final = dict(history[-1])
+    metrics = {k: float(v) for k, v in final.items() if isinstance(v, int | float)}
+    metrics["best_val_accuracy"] = float(max(h["val_accuracy"] for h in history))
+    metrics["resumes"] = float(resumes)  # times a restarted worker resumed
+    return FitResult(student_state=state, history=history, metrics=metrics)
+
+
+def _entry(config: dict[str, Any]) -> None:
+    import ray
+
+    from components.training.session import RayTrainSession
+
+    spec: LoopSpec = config["spec"]
+    session = RayTrainSession()
+    torch.set_num_threads(max(1, int(spec.training.scaling.cpus_per_worker)))
+
+    def source(split: str) -> Any:
+        if split in config["held"]:
+            columns = ray.get(config["held"][split])
+            mine = {n: v[session.rank :: session.world] for n, v in columns.items()}
+            return as_tensors(mine)
+        return ray.train.get_dataset_shard(split)
+
+    run_loop(spec, session, source("train"), source(spec.training.eval_split))
 
 
 def run_config(ctx: StepContext, settings: TrainingSettings) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
-    from components.training.data import arrow_path, pyarrow_filesystem
-
-    store: ArtifactStore = ctx.store
+    store = ctx.store
     return RunConfig(
-        name=f"{ctx.step_id.replace('[', '_').replace(']', '')}-{ctx.attempt}",
-        storage_path=arrow_path(store, ctx.work_uri("ray_train")),
-        storage_filesystem=pyarrow_filesystem(store),
+        name=f"run-{ctx.attempt}",  # no user text in paths
+        storage_path=store.fs_path(ctx.work_path("ray_train")),
+        storage_filesystem=store.arrow_filesystem(),
         failure_config=FailureConfig(max_failures=settings.scaling.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=2),
     )
 
 
-def fit(ctx: StepContext, spec: LoopSpec, datasets: dict[str, Any]) -> FitResult:
-    """Train with a `TorchTrainer`; returns the selected student weights and the history."""
+def _fit_ray_train(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitResult:
+    import ray
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    settings: TrainingSettings = spec.training
+    settings = spec.training
     scaling = settings.scaling
-    if settings.cache_data:
-        datasets = {name: ds.materialize() for name, ds in datasets.items()}
-        spec = replace(spec, held_splits=held_splits(datasets, settings))
+    held = {split: ray.put(columns) for split, columns in data.held.items()}
     trainer = TorchTrainer(
         _entry,
-        train_loop_config={"spec": spec},
+        train_loop_config={"spec": spec, "held": held},
         scaling_config=ScalingConfig(
             num_workers=scaling.num_workers,
             use_gpu=scaling.use_gpu,
@@ -80,7 +140,7 @@ def fit(ctx: StepContext, spec: LoopSpec, datasets: dict[str, Any]) -> FitResult
         ),
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         run_config=run_config(ctx, settings),
-        datasets=datasets,
+        datasets=dict(data.streamed),
     )
     result = trainer.fit()
     if result.error is not None:
@@ -88,21 +148,13 @@ def fit(ctx: StepContext, spec: LoopSpec, datasets: dict[str, Any]) -> FitResult
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
     with result.checkpoint.as_directory() as d:
-        import json
-
-        meta = json.loads(Path(d, META_FILE).read_text())
+        meta = json.loads(Path(d, "meta.json").read_text())
         if settings.strategy == "deepspeed":
             state = _consolidate_zero(Path(d))
         else:
             chosen = BEST_FILE if settings.select == "best" else MODEL_FILE
             state = torch.load(Path(d, chosen), map_location="cpu", weights_only=True)
-    history = meta["history"]
-    final = dict(history[-1])
-    best = max(h["val_accuracy"] for h in history)
-    metrics = {k: float(v) for k, v in final.items() if isinstance(v, int | float)}
-    metrics["best_val_accuracy"] = float(best)
-    metrics["resumes"] = float(meta["resumes"])  # times a restarted worker group resumed
-    return FitResult(student_state=state, history=history, metrics=metrics)
+    return _summary(state, meta["history"], meta["resumes"])
 
 
 def _consolidate_zero(directory: Path) -> dict[str, torch.Tensor]:

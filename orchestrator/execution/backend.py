@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Protocol
@@ -12,11 +13,14 @@ from orchestrator.execution.step_runner import StepResult, StepTask, execute_ste
 
 @dataclass(frozen=True)
 class Outcome:
-    """A finished step: its result, or the original exception and its formatted traceback."""
+    """A finished step: its result, or the original exception and its formatted traceback.
+
+    ``seconds`` is the step's own time (a failed step's as the backend saw it)."""
 
     result: StepResult | None = None
     error: BaseException | None = None
     traceback: str = ""
+    seconds: float | None = None
 
 
 class Backend(Protocol):
@@ -49,12 +53,16 @@ class LocalBackend:
     def submit(self, node: Node, task: StepTask) -> object:
         handle = self._next
         self._next += 1
+        started = time.perf_counter()
         try:
-            self._done[handle] = Outcome(result=execute_step(task))
+            result = execute_step(task)
+            self._done[handle] = Outcome(result=result, seconds=result.seconds)
         except KeyboardInterrupt:
             raise
         except Exception as e:
-            self._done[handle] = Outcome(error=e, traceback=traceback.format_exc())
+            self._done[handle] = Outcome(
+                error=e, traceback=traceback.format_exc(), seconds=time.perf_counter() - started
+            )
         return handle
 
     def wait_any(self, handles: list[object]) -> tuple[object, Outcome]:

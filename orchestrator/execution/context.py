@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import StorageError
 from orchestrator.storage.store import ArtifactStore
 from schemas.pipeline import Resources
 
@@ -16,7 +15,8 @@ log = logging.getLogger("kdorch")
 
 
 class StepContext:
-    """Handed to `Component.run`. Components never choose paths: they ask for `output_uri`."""
+    """Handed to `Component.run`. Components never choose paths: they ask for `output_path`
+    and read and write through `store` (the typed readers in `components.artifacts` do)."""
 
     def __init__(
         self,
@@ -38,40 +38,23 @@ class StepContext:
         self.resources = resources
         self._scratch: Path | None = None
 
-    @property
-    def fs(self) -> Any:
-        """The store's fsspec filesystem (use with paths from `output_uri`)."""
-        return self.store.fs
+    def output_path(self, port: str) -> str:
+        """A fresh store folder for output ``port`` of this attempt (relative to the root)."""
+        path = f"{self.store.attempt_dir(self.key, self.attempt)}/{port}"
+        self.store.makedirs(path)
+        return path
 
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        return self.store.storage_options
+    def work_path(self, name: str) -> str:
+        """A store folder for this attempt's working state (e.g. Ray Train checkpoints), not an
+        output: it lives beside the outputs (a cluster's workers reach it) and is not sealed."""
+        path = f"{self.store.attempt_dir(self.key, self.attempt)}/_work/{name}"
+        self.store.makedirs(path)
+        return path
 
-    def output_uri(self, port: str) -> str:
-        """A fresh folder for output ``port`` of this attempt (created on local disk)."""
-        uri = f"{self.store.attempt_dir(self.key, self.attempt)}/{port}"
-        self.store.makedirs(uri)
-        return uri
-
-    def work_uri(self, name: str) -> str:
-        """A folder for this attempt's working state (e.g. Ray Train checkpoints), not an output.
-
-        It lives in the store (so a cluster's workers can reach it) beside the outputs, and is
-        neither sealed nor part of the step's result.
-        """
-        uri = f"{self.store.attempt_dir(self.key, self.attempt)}/_work/{name}"
-        self.store.makedirs(uri)
-        return uri
-
-    def local_output_dir(self, port: str) -> Path:
-        """`output_uri` as a local Path; only for local stores (else write through `fs`)."""
-        uri = self.output_uri(port)
-        if not self.store.is_local:
-            raise StorageError(
-                f"step '{self.step_id}' asked for a local folder but the store is "
-                f"{self.store.root}; write through ctx.fs instead"
-            )
-        return Path(uri)
+    def resume_path(self, name: str) -> str:
+        """A store folder that outlives the attempt: a retried or re-run step with the same key
+        finds what an earlier attempt left there (training checkpoints to resume from)."""
+        return f"{self.store.resume_dir(self.key)}/{name}"
 
     def scratch_dir(self) -> Path:
         """A private local temp folder, removed when the step ends."""

@@ -1,13 +1,15 @@
 """Each step as a Ray task with the step's resources; ready steps run concurrently.
 
 The task's name is the step id, so the Ray dashboard's task view reads like the pipeline.
-Tasks are not retried by Ray (``max_retries=0``): a step either commits its result or fails;
-components that want fault tolerance (Ray Train) have their own.
+A step's task is retried by Ray only when its process dies (a killed worker, a lost node) and
+only as often as its component allows (`Component.task_retries`: the training components resume
+from the checkpoint in the store); an exception raised by the component is never retried.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import ray
@@ -29,6 +31,8 @@ def task_options(node: Node) -> dict[str, Any]:
         "num_cpus": res.num_cpus or 0,
         "num_gpus": res.num_gpus or 0,
         "name": f"step:{node.id}",
+        "max_retries": node.component.task_retries(node.config),
+        "retry_exceptions": False,
     }
     if res.memory_gb:
         options["memory"] = int(res.memory_gb * 2**30)
@@ -40,21 +44,28 @@ def task_options(node: Node) -> dict[str, Any]:
 class RayBackend:
     name = "ray"
 
+    def __init__(self) -> None:
+        self._submitted: dict[Any, float] = {}
+
     def submit(self, node: Node, task: StepTask) -> object:
-        return _run_step.options(**task_options(node)).remote(task)
+        handle = _run_step.options(**task_options(node)).remote(task)
+        self._submitted[handle] = time.perf_counter()
+        return handle
 
     def wait_any(self, handles: list[object]) -> tuple[object, Outcome]:
         ready, _ = ray.wait(handles, num_returns=1)
         handle = ready[0]
+        elapsed = time.perf_counter() - self._submitted.pop(handle, time.perf_counter())
         try:
-            return handle, Outcome(result=ray.get(handle))
+            result = ray.get(handle)
+            return handle, Outcome(result=result, seconds=result.seconds)
         except RayTaskError as e:
             # The original exception (if it could be pickled) with Ray's remote traceback.
             cause = e.cause if e.cause is not None else e
-            return handle, Outcome(error=cause, traceback=str(e))
+            return handle, Outcome(error=cause, traceback=str(e), seconds=elapsed)
         except (ray.exceptions.RayError, TaskCancelledError) as e:
             # The worker died (out of memory, segfault, node lost) or the task was cancelled.
-            return handle, Outcome(error=e, traceback=str(e))
+            return handle, Outcome(error=e, traceback=str(e), seconds=elapsed)
 
     def cancel(self, handles: list[object]) -> None:
         for handle in handles:

@@ -4,14 +4,21 @@ Steps start as soon as all their inputs exist (at most ``max_parallel`` at once)
 branches run at the same time on a backend that allows it (Ray). A failed step marks its
 descendants `skipped`; independent branches carry on, and everything that finished stays
 committed for the next run.
+
+The run record costs O(1) per step: events are appended in chunks and ``run.json`` is rewritten
+at most once per `PERSIST_INTERVAL_S` while steps finish quickly, and before the scheduler
+blocks waiting for a step (at most every `WAIT_PERSIST_S`) — so the record on disk is current
+whenever a step takes a while, and a 1,000-step run does not rewrite a growing file 2,000 times.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,14 +27,14 @@ from pydantic import BaseModel
 from orchestrator.compile.graph import Graph, Node
 from orchestrator.errors import ComponentError
 from orchestrator.execution.backend import Backend, Outcome
+from orchestrator.execution.decide import Decision, decide, resolve_inputs
 from orchestrator.execution.step_runner import StepTask
-from orchestrator.storage.cache import key_material, step_key
-from orchestrator.storage.store import ArtifactStore
-from schemas.artifacts import ArtifactRef
-from schemas.pipeline import CachePolicy
+from orchestrator.storage.store import ArtifactStore, CorruptArtifact
 from schemas.run import ErrorInfo, Event, EventKind, RunRecord, RunStatus, StepRecord, StepStatus
 
 Listener = Callable[[Event], None]
+PERSIST_INTERVAL_S = 1.0
+WAIT_PERSIST_S = 0.05
 
 
 def now() -> datetime:
@@ -38,54 +45,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def artifact_refs(outputs: BaseModel) -> list[ArtifactRef]:
-    refs: list[ArtifactRef] = []
-    for name in type(outputs).model_fields:
-        value = getattr(outputs, name)
-        values = value if isinstance(value, list) else [value]
-        refs += [v for v in values if isinstance(v, ArtifactRef)]
-    return refs
-
-
-def resolve_inputs(node: Node, outputs: dict[str, BaseModel]) -> dict[str, Any]:
-    """The values arriving at each input port of ``node`` from finished upstream steps."""
-    values: dict[str, Any] = {}
-    for port, binding in node.bindings.items():
-        items = [getattr(outputs[s.step_id], s.port) for s in binding.sources]
-        if binding.gathered:
-            values[port] = items
-        elif binding.as_list and not isinstance(items[0], list):
-            values[port] = [items[0]]
-        else:
-            values[port] = items[0]
-    return values
-
-
-def cached_outputs(node: Node, key: str, store: ArtifactStore) -> tuple[BaseModel | None, str]:
-    """The committed outputs for ``key`` if they are complete; else None and the reason."""
-    commit = store.read_commit(key)
-    if commit is None:
-        return None, "no cached result"
-    try:
-        outputs = node.component.Outputs.model_validate(commit.outputs)
-    except ValueError:
-        return None, "the cached result no longer fits the component's outputs"
-    for ref in artifact_refs(outputs):
-        if not store.exists(ref.manifest_uri):
-            return None, f"cached artifact {ref.uri} is incomplete or deleted"
-    return outputs, f"committed by run {commit.run_id}"
-
-
-@dataclass
-class PlannedStep:
-    step_id: str
-    component: str
-    action: str  # "cached" | "run"
-    key: str | None
-    reason: str
-
-
-def plan(graph: Graph, store: ArtifactStore) -> list[PlannedStep]:
+def plan(graph: Graph, store: ArtifactStore) -> list[Decision]:
     """What a run would do now: which steps are cached and which would run, and why."""
     known: dict[str, BaseModel] = {}
     steps = []
@@ -93,25 +53,25 @@ def plan(graph: Graph, store: ArtifactStore) -> list[PlannedStep]:
         pending = sorted(u for u in node.upstream if u not in known)
         if pending:
             steps.append(
-                PlannedStep(node.id, node.component.key, "run", None, f"after {', '.join(pending)}")
+                Decision(node.id, node.component.key, "run", None, f"after {', '.join(pending)}")
             )
             continue
-        material = key_material(
-            node.component.key, node.component.version, node.config, resolve_inputs(node, known)
-        )
-        key = step_key(material)
-        if node.cache != CachePolicy.default:
-            steps.append(
-                PlannedStep(node.id, node.component.key, "run", key, f"cache: {node.cache.value}")
-            )
-            continue
-        outputs, reason = cached_outputs(node, key, store)
-        if outputs is not None:
-            known[node.id] = outputs
-            steps.append(PlannedStep(node.id, node.component.key, "cached", key, reason))
-        else:
-            steps.append(PlannedStep(node.id, node.component.key, "run", key, reason))
+        decision = decide(node, resolve_inputs(node, known), store, graph.spec.name)
+        if decision.outputs is not None:
+            known[node.id] = decision.outputs
+        steps.append(decision)
     return steps
+
+
+def corrupt_cause(error: BaseException | None) -> CorruptArtifact | None:
+    """The `CorruptArtifact` behind a step's failure, if that is what it was."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, CorruptArtifact):
+            return error
+        error = getattr(error, "cause", None) or error.__cause__
+        seen += 1
+    return None
 
 
 class Scheduler:
@@ -136,7 +96,6 @@ class Scheduler:
         self.backend = backend
         self.run_id = run_id or new_run_id()
         self.listeners = list(listeners)
-        self.events: list[Event] = []
         self.outputs: dict[str, BaseModel] = {}
         self.failures: list[ComponentError] = []
         self.records = {
@@ -151,57 +110,72 @@ class Scheduler:
             storage=store.root,
             ray_address=ray_address,
             dashboard_url=dashboard_url,
+            driver_host=socket.gethostname(),
+            driver_pid=os.getpid(),
             steps=list(self.records.values()),
         )
-        self._started: dict[str, float] = {}
+        self._pending_events: list[str] = []
+        self._chunk = 0
+        self._last_persist = 0.0
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def emit(self, kind: EventKind, step_id: str | None = None, **fields: Any) -> None:
         event = Event(kind=kind, run_id=self.run_id, step_id=step_id, time=now(), **fields)
-        self.events.append(event)
+        self._pending_events.append(event.model_dump_json() + "\n")
         for listener in self.listeners:
             listener(event)
 
     def update(self, step_id: str, **fields: Any) -> None:
         self.records[step_id] = self.records[step_id].model_copy(update=fields)
 
-    def persist(self, status: RunStatus = RunStatus.running) -> RunRecord:
-        finished = None if status == RunStatus.running else now()
+    def persist(
+        self, status: RunStatus = RunStatus.running, interval: float = PERSIST_INTERVAL_S
+    ) -> RunRecord:
+        """Write the record and new events; while running, at most every ``interval`` s."""
+        final = status != RunStatus.running
+        if not final and time.monotonic() - self._last_persist < interval:
+            return self.record
         self.record = self.record.model_copy(
-            update={"status": status, "finished_at": finished, "steps": list(self.records.values())}
+            update={
+                "status": status,
+                "finished_at": now() if final else None,
+                "steps": list(self.records.values()),
+            }
         )
-        self.store.write_run(self.record, [e.model_dump(mode="json") for e in self.events])
+        if self._pending_events:
+            self.store.append_events(self.run_id, self._chunk, self._pending_events)
+            self._chunk += 1
+            self._pending_events = []
+        self.store.write_run(self.record)
+        self._last_persist = time.monotonic()
         return self.record
 
     # -- the loop -------------------------------------------------------------------------------
     def reuse_or_prepare(self, node: Node) -> StepTask | None:
         """Record the committed result if there is one (None), else the task that must run."""
         inputs = resolve_inputs(node, self.outputs)
-        material = key_material(node.component.key, node.component.version, node.config, inputs)
-        key = step_key(material)
-        reason = f"cache: {node.cache.value}"
-        if node.cache == CachePolicy.default:
-            outputs, reason = cached_outputs(node, key, self.store)
-            if outputs is not None:
-                self.outputs[node.id] = outputs
-                self.update(
-                    node.id,
-                    key=key,
-                    status=StepStatus.cached,
-                    seconds=0.0,
-                    reason=reason,
-                    outputs=outputs.model_dump(mode="json"),
-                )
-                self.emit(EventKind.cache_hit, node.id, key=key, message=reason)
-                return None
-        self.update(node.id, key=key, reason=reason)
+        decision = decide(node, inputs, self.store, self.graph.spec.name)
+        assert decision.key is not None and decision.material is not None
+        if decision.outputs is not None:
+            self.outputs[node.id] = decision.outputs
+            self.update(
+                node.id,
+                key=decision.key,
+                status=StepStatus.cached,
+                seconds=0.0,
+                reason=decision.reason,
+                outputs=decision.outputs.model_dump(mode="json"),
+            )
+            self.emit(EventKind.cache_hit, node.id, key=decision.key, message=decision.reason)
+            return None
+        self.update(node.id, key=decision.key, reason=decision.reason)
         return StepTask(
             step_id=node.id,
             component=node.component,
             config=node.config,
             inputs=inputs,
-            key=key,
-            key_material=material,
+            key=decision.key,
+            key_material=decision.material,
             run_id=self.run_id,
             cache=node.cache,
             resources=node.resources,
@@ -209,7 +183,6 @@ class Scheduler:
         )
 
     def submit(self, node: Node, task: StepTask) -> object:
-        self._started[node.id] = time.perf_counter()
         self.update(node.id, status=StepStatus.running, started_at=now())
         self.emit(EventKind.started, node.id, key=task.key, message=self.records[node.id].reason)
         self.persist()
@@ -219,71 +192,102 @@ class Scheduler:
         return self.max_parallel is None or running < self.max_parallel
 
     def finish(self, node: Node, outcome: Outcome) -> None:
-        seconds = time.perf_counter() - self._started[node.id]
         key = self.records[node.id].key
         if outcome.error is None and outcome.result is not None:
-            self.outputs[node.id] = outcome.result.outputs
+            result = outcome.result
+            self.outputs[node.id] = result.outputs
             self.update(
                 node.id,
                 status=StepStatus.ran,
-                seconds=seconds,
-                outputs=outcome.result.outputs.model_dump(mode="json"),
+                seconds=result.seconds,
+                node=result.node or None,
+                outputs=result.outputs.model_dump(mode="json"),
             )
-            self.emit(EventKind.finished, node.id, key=key, seconds=seconds)
+            if key is not None and node.cache.value != "off":
+                self.store.write_index(self.graph.spec.name, node.id, key)
+            self.emit(EventKind.finished, node.id, key=key, seconds=result.seconds)
             return
         cause = outcome.error or RuntimeError("step returned no result")
+        message = str(cause)
+        corrupt = corrupt_cause(cause)
+        # An input's committed bytes changed under us: move that result aside so the next run
+        # recomputes the step that made it (and, through its key, everything after it).
+        if (
+            corrupt is not None
+            and corrupt.key
+            and corrupt.key != key
+            and self.store.quarantine(corrupt.key, str(corrupt))
+        ):
+            message += " [its committed result was moved aside: run again to recompute it]"
         error = ComponentError(node.id, node.component.key, key, cause)
         error.__cause__ = cause
         self.failures.append(error)
         self.update(
             node.id,
             status=StepStatus.failed,
-            seconds=seconds,
+            seconds=outcome.seconds,
             error=ErrorInfo(
-                type=type(cause).__name__, message=str(cause), traceback=outcome.traceback
+                type=type(cause).__name__, message=message, traceback=outcome.traceback
             ),
         )
-        self.emit(EventKind.failed, node.id, key=key, seconds=seconds, message=str(error))
+        self.emit(EventKind.failed, node.id, key=key, seconds=outcome.seconds, message=str(error))
 
     def run(self) -> RunRecord:
         """Run every step; returns the record (status failed if any step failed)."""
         for nid in self.graph.order:
             self.emit(EventKind.planned, nid)
-        remaining = list(self.graph.order)
+        waiting = {nid: len(self.graph.nodes[nid].upstream) for nid in self.graph.order}
+        children: dict[str, list[str]] = {nid: [] for nid in self.graph.order}
+        for nid in self.graph.order:
+            for up in self.graph.nodes[nid].upstream:
+                children[up].append(nid)
+        ready_ids = deque(nid for nid, n in waiting.items() if n == 0)  # inputs known, graph order
         ready: dict[str, StepTask] = {}  # not cached, waiting for a slot (in graph order)
         running: dict[object, str] = {}
         blocked: set[str] = set()  # failed or skipped
+
+        def done(nid: str) -> None:  # a step's outputs exist: its children may become ready
+            for child in children[nid]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    ready_ids.append(child)
+
+        def block(nid: str, why: str) -> None:
+            stack = [(c, why) for c in children[nid]]
+            while stack:
+                child, reason = stack.pop()
+                if child in blocked:
+                    continue
+                blocked.add(child)
+                self.update(child, status=StepStatus.skipped, reason=reason)
+                self.emit(EventKind.skipped, child, message=reason)
+                stack += [(c, f"upstream failed: {child}") for c in children[child]]
+
         try:
-            while remaining or ready or running:
-                before = len(remaining)
-                for nid in list(remaining):
-                    node = self.graph.nodes[nid]
-                    upstream_bad = node.upstream & blocked
-                    if upstream_bad:
-                        remaining.remove(nid)
-                        blocked.add(nid)
-                        why = f"upstream failed: {', '.join(sorted(upstream_bad))}"
-                        self.update(nid, status=StepStatus.skipped, reason=why)
-                        self.emit(EventKind.skipped, nid, message=why)
+            while ready_ids or ready or running:
+                while ready_ids:
+                    nid = ready_ids.popleft()
+                    if nid in blocked:
                         continue
-                    if not node.upstream <= self.outputs.keys():
-                        continue
-                    remaining.remove(nid)
-                    task = self.reuse_or_prepare(node)
-                    if task is not None:
+                    task = self.reuse_or_prepare(self.graph.nodes[nid])
+                    if task is None:
+                        done(nid)
+                    else:
                         ready[nid] = task
                 while ready and self.has_slot(len(running)):
                     nid = next(iter(ready))
                     running[self.submit(self.graph.nodes[nid], ready.pop(nid))] = nid
                 if not running:
-                    if remaining and len(remaining) == before:
-                        raise RuntimeError(f"scheduler stalled with {remaining} waiting")
                     continue
+                self.persist(interval=WAIT_PERSIST_S)  # about to wait: let the record catch up
                 handle, outcome = self.backend.wait_any(list(running))
                 nid = running.pop(handle)
                 self.finish(self.graph.nodes[nid], outcome)
                 if outcome.error is not None:
                     blocked.add(nid)
+                    block(nid, f"upstream failed: {nid}")
+                else:
+                    done(nid)
                 self.persist()
         except KeyboardInterrupt:
             self.backend.cancel(list(running))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,8 +37,9 @@ class StepTask:
 @dataclass(frozen=True)
 class StepResult:
     outputs: BaseModel
-    seconds: float
+    seconds: float  # the step's own time: from entering the worker to its commit
     attempt: str
+    node: str = ""  # the Ray node it ran on ("" in-process)
 
 
 def seal_outputs(outputs: BaseModel, store: ArtifactStore) -> BaseModel:
@@ -52,11 +54,22 @@ def seal_outputs(outputs: BaseModel, store: ArtifactStore) -> BaseModel:
     return outputs.model_copy(update=update) if update else outputs
 
 
+def _node_id() -> str:
+    ray = sys.modules.get("ray")  # never import Ray just to ask (the local executor has none)
+    try:
+        if ray is not None and ray.is_initialized():
+            return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # the record is informative only
+        pass
+    return ""
+
+
 def execute_step(task: StepTask) -> StepResult:
     """Run the component, seal its artifacts, then commit (unless caching is off).
 
     Exceptions propagate unchanged (the scheduler wraps them in `ComponentError`), so that the
-    original exception crosses a Ray task boundary intact.
+    original exception crosses a Ray task boundary intact. A step's resumable state
+    (`StepContext.resume_path`) is removed once its result is committed.
     """
     started = time.perf_counter()
     attempt = new_attempt_id()
@@ -96,4 +109,5 @@ def execute_step(task: StepTask) -> StepResult:
                 outputs=outputs.model_dump(mode="json"),
             )
         )
-    return StepResult(outputs=outputs, seconds=seconds, attempt=attempt)
+    task.store.remove(task.store.resume_dir(task.key), recursive=True)
+    return StepResult(outputs=outputs, seconds=seconds, attempt=attempt, node=_node_id())

@@ -28,7 +28,7 @@ from schemas.pipeline import MatrixValue, PipelineSpec, Resources
 
 if TYPE_CHECKING:
     from orchestrator.compile.graph import Graph
-    from orchestrator.execution.scheduler import PlannedStep
+    from orchestrator.execution.decide import Decision
     from schemas.run import RunRecord
 
 
@@ -168,7 +168,7 @@ class Pipeline:
 
         return validate(self.spec, **kwargs)
 
-    def plan(self, **kwargs: Any) -> list[PlannedStep]:
+    def plan(self, **kwargs: Any) -> list[Decision]:
         from orchestrator.api import plan
 
         return plan(self.spec, **kwargs)

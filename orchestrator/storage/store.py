@@ -1,23 +1,32 @@
-"""The artifact store: a directory tree on any fsspec filesystem (local disk, s3://, ...).
+"""The artifact store: a folder tree on any fsspec filesystem (local disk, s3://, ...).
 
-Layout under the root::
+Layout under the root (every path in a record is relative to it, so a store can be moved or
+copied — local <-> s3 — and stays valid)::
 
     objects/<key[:2]>/<key>/<attempt>/<port>/...   data a step wrote, one folder per attempt
     objects/<key[:2]>/<key>/COMMIT.json             written last: the step's committed result
-    runs/<run_id>/run.json                          the run record (and events.json)
+    objects/<key[:2]>/<key>/_resume/...             a training step's resumable state
+    runs/<run_id>/run.json, events/NNNNNN.jsonl     the run record and its events
+    index/<pipeline>/<step>.json                    the key each step last committed (plan's "why")
 
 Writes are ordered so that a crash never leaves something a later run would trust: a
 component writes its files into a fresh attempt folder, then each artifact's `_manifest.json`
-(every file's size and sha256) is written, then COMMIT.json. Only a key with a COMMIT.json is a
-cache hit, and its artifacts' manifests must still exist. Single-object writes are atomic (a
+(every file's size and sha256) is written, then COMMIT.json. Single-object writes are atomic (a
 temp file renamed on local disk; one PUT on object stores).
+
+Reads are verified: `read_file` checks a file's size always and its sha256 once per process and
+data version (memoised, so re-reads cost nothing extra), hashing the very bytes it returns. A
+mismatch raises `CorruptArtifact` naming the file. Every path is checked to stay under the root.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -31,10 +40,50 @@ from orchestrator.errors import ArtifactError, StorageError
 from orchestrator.storage.cache import canonical_json, sha256_text
 from schemas.artifacts import MANIFEST_NAME, ArtifactRef, FileEntry, Manifest
 from schemas.run import CommitRecord, RunRecord
+from schemas.storage import StorageOptions
+
+log = logging.getLogger("kdorch")
 
 DEFAULT_STORAGE = ".kdorch"
 COMMIT_NAME = "COMMIT.json"
+RESUME_DIR = "_resume"
 _CHUNK = 4 << 20
+_MAX_SEGMENT = 200  # bytes; most filesystems allow 255 per name
+_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=,+-]*$")
+
+#: (store root, data_version, relative file path) hashed in this process: re-reads skip the hash.
+_VERIFIED: set[tuple[str, str, str]] = set()
+#: (store root, data_version) -> its manifest, read and checked once per process.
+_MANIFESTS: dict[tuple[str, str], Manifest] = {}
+
+
+def forget_verified() -> None:
+    """Forget which files this process has hashed (tests; a long-lived process that wants to
+    re-check everything)."""
+    _VERIFIED.clear()
+    _MANIFESTS.clear()
+
+
+class CorruptArtifact(ArtifactError):
+    """A committed artifact whose bytes no longer match its manifest."""
+
+    def __init__(self, message: str, *, path: str, store_root: str):
+        super().__init__(message)
+        self.path = path  # store-relative path of the bad file (or artifact)
+        self.store_root = store_root
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses Ray task boundaries intact
+        return (_rebuild_corrupt, (str(self), self.path, self.store_root))
+
+    @property
+    def key(self) -> str | None:
+        """The step key whose committed output holds the file (from its objects/ path)."""
+        parts = self.path.split("/")
+        return parts[2] if len(parts) > 2 and parts[0] == "objects" else None
+
+
+def _rebuild_corrupt(message: str, path: str, store_root: str) -> CorruptArtifact:
+    return CorruptArtifact(message, path=path, store_root=store_root)
 
 
 def resolve_storage(explicit: str | None, from_spec: str | None) -> str:
@@ -42,6 +91,11 @@ def resolve_storage(explicit: str | None, from_spec: str | None) -> str:
     uri = explicit or os.environ.get("KDORCH_STORAGE") or from_spec or DEFAULT_STORAGE
     if "://" not in uri:
         return str(Path(uri).expanduser().resolve())
+    scheme, rest = uri.split("://", 1)
+    if not rest.strip("/"):
+        raise StorageError(
+            f"storage '{uri}' names no bucket or folder: write {scheme}://BUCKET[/PREFIX]"
+        )
     return uri.rstrip("/")
 
 
@@ -49,116 +103,223 @@ def new_attempt_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-class ArtifactStore:
-    """One store root plus its fsspec filesystem. Picklable: workers rebuild the filesystem."""
+def safe_segment(name: str) -> str:
+    """``name`` as one path segment: itself when it is plain and short, else a readable slug
+    plus a hash of the original (so different names never collide and nothing escapes)."""
+    if _SAFE_SEGMENT.match(name) and len(name.encode()) <= 64 and ".." not in name:
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "x"
+    return f"{slug}-{sha256_text(name)[:12]}"
 
-    def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
+
+def check_relative(path: str) -> str:
+    """``path`` if it is a clean store-relative path; else `StorageError` (nothing escapes)."""
+    bad = (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or "://" in path
+        or any(p in ("", ".", "..") or len(p.encode()) > _MAX_SEGMENT for p in path.split("/"))
+    )
+    if bad:
+        raise StorageError(
+            f"'{path[:120]}' is not a path inside the artifact store (relative, no '..', "
+            f"no empty or over-long parts)"
+        )
+    return path
+
+
+class ArtifactStore:
+    """One store root plus its filesystem. Picklable: workers rebuild the filesystem."""
+
+    def __init__(self, root: str, options: StorageOptions | dict[str, Any] | None = None):
         self.root = root.rstrip("/") if "://" in root else str(Path(root).resolve())
-        self.storage_options = dict(storage_options or {})
+        self.options = (
+            options
+            if isinstance(options, StorageOptions)
+            else StorageOptions.model_validate(options or {})
+        )
         self._fs: fsspec.AbstractFileSystem | None = None
+        self._root_path = ""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"root": self.root, "storage_options": self.storage_options, "_fs": None}
+        return {"root": self.root, "options": self.options, "_fs": None, "_root_path": ""}
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root!r})"
 
+    # -- filesystem -------------------------------------------------------------------------------
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         if self._fs is None:
             try:
-                self._fs, _ = fsspec.core.url_to_fs(self.root, **self.storage_options)
-            except (ImportError, ValueError) as e:
+                self._fs, self._root_path = fsspec.core.url_to_fs(
+                    self.root, **self.options.to_fsspec()
+                )
+            except (ImportError, ValueError, TypeError) as e:
                 raise StorageError(f"cannot open artifact store {self.root}: {e}") from e
+            self._root_path = self._root_path.rstrip("/")
         return self._fs
 
     @property
     def is_local(self) -> bool:
         return isinstance(self.fs, LocalFileSystem)
 
-    def join(self, *parts: str) -> str:
-        return "/".join([self.root, *(p.strip("/") for p in parts)])
+    def fs_path(self, path: str) -> str:
+        """The filesystem's own path for a store-relative ``path`` (checked to stay inside)."""
+        _ = self.fs  # opens the filesystem and sets _root_path
+        return f"{self._root_path}/{check_relative(path)}"
 
-    def _path(self, uri: str) -> str:
-        """The filesystem's own path for a uri (fsspec strips the protocol)."""
-        return self.fs._strip_protocol(uri)
+    def uri(self, path: str) -> str:
+        """The full URI of a store-relative path, for messages and users."""
+        return f"{self.root}/{check_relative(path)}"
 
-    # -- plain files ----------------------------------------------------------------------------
-    def write_bytes(self, uri: str, data: bytes) -> None:
+    def arrow_filesystem(self) -> Any:
+        """The store's filesystem as pyarrow (and Ray Data) take it, with `fs_path` paths."""
+        import pyarrow.fs as pafs
+
+        if self.is_local:
+            return pafs.LocalFileSystem()
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+
+    # -- plain files ------------------------------------------------------------------------------
+    def write_bytes(self, path: str, data: bytes) -> None:
         """Write one object atomically: readers see the old content or the new, never a part."""
-        path = self._path(uri)
+        target = self.fs_path(path)
         try:
             if self.is_local:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                tmp = f"{target}.tmp-{secrets.token_hex(4)}"
                 with open(tmp, "wb") as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                os.replace(tmp, path)
+                os.replace(tmp, target)
             else:
-                self.fs.pipe_file(path, data)
+                self.fs.pipe_file(target, data)
         except OSError as e:
-            raise StorageError(f"cannot write {uri}: {e}") from e
+            raise StorageError(f"cannot write {self.uri(path)}: {e}") from e
 
-    def write_json(self, uri: str, obj: Any) -> None:
-        self.write_bytes(uri, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+    def write_json(self, path: str, obj: Any) -> None:
+        self.write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
 
-    def read_json(self, uri: str) -> Any:
+    def read_bytes(self, path: str) -> bytes:
+        """An unverified read (records, manifests); artifacts' files go through `read_file`."""
         try:
-            with self.fs.open(self._path(uri), "rb") as f:
-                return json.loads(f.read())
+            with self.fs.open(self.fs_path(path), "rb") as f:
+                data: bytes = f.read()
+                return data
         except FileNotFoundError:
             raise
-        except (OSError, ValueError) as e:
-            raise ArtifactError(f"cannot read {uri}: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot read {self.uri(path)}: {e}") from e
 
-    def exists(self, uri: str) -> bool:
+    def read_json(self, path: str) -> Any:
+        data = self.read_bytes(path)
         try:
-            return bool(self.fs.exists(self._path(uri)))
+            return json.loads(data)
+        except ValueError as e:
+            raise ArtifactError(f"{self.uri(path)} is not valid JSON: {e}") from e
+
+    def append_text(self, path: str, text: str) -> None:
+        """Append to a local file (run events); object stores get one object per call."""
+        target = self.fs_path(path)
+        if self.is_local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "a", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            self.fs.pipe_file(target, text.encode())
+
+    def exists(self, path: str) -> bool:
+        try:
+            return bool(self.fs.exists(self.fs_path(path)))
         except OSError as e:
             raise StorageError(f"cannot reach artifact store at {self.root}: {e}") from e
 
-    def makedirs(self, uri: str) -> None:
+    def makedirs(self, path: str) -> None:
         if self.is_local:
-            Path(self._path(uri)).mkdir(parents=True, exist_ok=True)
+            Path(self.fs_path(path)).mkdir(parents=True, exist_ok=True)
 
-    def open(self, uri: str, mode: str = "rb") -> Any:
-        return self.fs.open(self._path(uri), mode)
+    def listdir(self, path: str) -> list[str]:
+        """Names directly under ``path`` (empty if it does not exist)."""
+        try:
+            found = self.fs.ls(self.fs_path(path), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in found)
 
-    # -- step results ---------------------------------------------------------------------------
-    def object_dir(self, key: str) -> str:
-        return self.join("objects", key[:2], key)
+    def remove(self, path: str, recursive: bool = False) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.fs_path(path), recursive=recursive)
+
+    def move(self, src: str, dst: str) -> None:
+        self.fs.mv(self.fs_path(src), self.fs_path(dst))
+
+    # -- step results -----------------------------------------------------------------------------
+    @staticmethod
+    def object_dir(key: str) -> str:
+        return f"objects/{key[:2]}/{key}"
 
     def attempt_dir(self, key: str, attempt: str) -> str:
         return f"{self.object_dir(key)}/{attempt}"
 
+    def resume_dir(self, key: str) -> str:
+        """State a step may resume from after a crash; the same for every attempt of a key."""
+        return f"{self.object_dir(key)}/{RESUME_DIR}"
+
+    def commit_path(self, key: str) -> str:
+        return f"{self.object_dir(key)}/{COMMIT_NAME}"
+
     def read_commit(self, key: str) -> CommitRecord | None:
-        uri = f"{self.object_dir(key)}/{COMMIT_NAME}"
+        """The committed record of ``key``; None if there is none. An unreadable record raises
+        `ArtifactError` (the caller moves it aside with `quarantine`)."""
         try:
-            data = self.read_json(uri)
+            data = self.read_bytes(self.commit_path(key))
         except FileNotFoundError:
             return None
-        return CommitRecord.model_validate(data)
+        try:
+            return CommitRecord.model_validate_json(data)
+        except ValueError as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ArtifactError(f"{self.uri(self.commit_path(key))} is unreadable: {first}") from e
 
     def write_commit(self, record: CommitRecord) -> None:
-        self.write_bytes(
-            f"{self.object_dir(record.key)}/{COMMIT_NAME}",
-            record.model_dump_json(indent=1).encode(),
-        )
+        self.write_bytes(self.commit_path(record.key), record.model_dump_json(indent=1).encode())
 
-    # -- sealing and verifying artifacts ------------------------------------------------------
-    def _iter_files(self, uri: str) -> Iterator[tuple[str, str]]:
-        """(relative path, fs path) of every data file under ``uri``, sorted."""
-        base = self._path(uri).rstrip("/")
+    def quarantine(self, key: str, why: str) -> str | None:
+        """Move a bad COMMIT.json aside (kept for inspection) so the step runs again.
+
+        Returns where it went, or None when there was nothing to move."""
+        source = self.commit_path(key)
+        target = f"{self.object_dir(key)}/{COMMIT_NAME}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
         try:
-            found = self.fs.find(base)
+            self.move(source, target)
         except FileNotFoundError:
-            found = []
-        for path in sorted(found):
-            rel = path[len(base) + 1 :]
+            return None
+        with contextlib.suppress(Exception):
+            self.write_bytes(f"{target}.why.txt", why.encode())
+        log.warning(
+            "moved the bad result of key %s aside to %s (%s); its step will run again",
+            key[:16],
+            self.uri(target),
+            why,
+        )
+        return target
+
+    # -- sealing and verifying artifacts --------------------------------------------------------
+    def _iter_files(self, path: str) -> Iterator[tuple[str, str, int]]:
+        """(relative path, fs path, size) of every data file under ``path``, sorted."""
+        base = self.fs_path(path).rstrip("/")
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            found = {}
+        for full in sorted(found):
+            rel = full[len(base) + 1 :]
             if rel and rel != MANIFEST_NAME and ".tmp-" not in rel:
-                yield rel, path
+                yield rel, full, int(found[full]["size"])
 
     def file_sha256(self, fs_path: str) -> str:
         digest = hashlib.sha256()
@@ -167,8 +328,7 @@ class ArtifactStore:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def _describe(self, rel: str, fs_path: str) -> FileEntry:
-        size = int(self.fs.size(fs_path))
+    def _describe(self, rel: str, fs_path: str, size: int) -> FileEntry:
         rows = schema = None
         if rel.endswith(".parquet"):
             import pyarrow.parquet as pq
@@ -181,84 +341,213 @@ class ArtifactStore:
         )
 
     def seal(self, ref: ArtifactRef) -> ArtifactRef:
-        """Hash every file under ``ref.uri``, write its manifest; returns the ref with its version.
+        """Hash every file under ``ref.path``, write its manifest; returns the ref with its
+        data version. The files are trusted in this process from now on (it wrote them).
 
-        The manifest also holds the ref's typed metadata (every field but uri and data_version),
-        so two artifacts with the same bytes but different declared shapes differ in version.
+        The manifest also holds the ref's typed metadata (every field but path and
+        data_version), so two artifacts with the same bytes but different declared shapes differ
+        in version.
         """
-        files = [self._describe(rel, path) for rel, path in self._iter_files(ref.uri)]
+        files = [self._describe(rel, p, size) for rel, p, size in self._iter_files(ref.path)]
         if not files:
             raise ArtifactError(
-                f"{type(ref).__name__} at {ref.uri} is empty: the component wrote no files there"
+                f"{type(ref).__name__} at {self.uri(ref.path)} is empty: the component wrote no "
+                "files there"
             )
-        metadata = ref.model_dump(mode="json", exclude={"uri", "data_version"})
+        metadata = ref.model_dump(mode="json", exclude={"path", "data_version"})
         manifest = Manifest(kind=type(ref).__name__, files=files, metadata=metadata)
         payload = manifest.model_dump(mode="json")
-        self.write_bytes(ref.manifest_uri, json.dumps(payload, indent=1, sort_keys=True).encode())
-        return ref.model_copy(update={"data_version": sha256_text(canonical_json(payload))})
+        self.write_bytes(ref.manifest_path, json.dumps(payload, indent=1, sort_keys=True).encode())
+        version = sha256_text(canonical_json(payload))
+        _MANIFESTS[(self.root, version)] = manifest
+        _VERIFIED.update((self.root, version, f"{ref.path}/{e.path}") for e in files)
+        return ref.model_copy(update={"data_version": version})
 
-    def read_manifest(self, ref: ArtifactRef) -> Manifest:
+    def manifest(self, ref: ArtifactRef) -> Manifest:
+        """The artifact's manifest, checked against its data version (once per process)."""
+        cached = _MANIFESTS.get((self.root, ref.data_version)) if ref.data_version else None
+        if cached is not None:
+            return cached
         try:
-            payload = self.read_json(ref.manifest_uri)
+            raw = self.read_bytes(ref.manifest_path)
         except FileNotFoundError:
-            raise ArtifactError(
-                f"{type(ref).__name__} at {ref.uri} has no manifest ({MANIFEST_NAME}): it was "
-                "never completed or has been deleted; re-run the step that produces it"
+            raise CorruptArtifact(
+                f"{type(ref).__name__} at {self.uri(ref.path)} has no manifest ({MANIFEST_NAME}):"
+                " it was never completed or has been deleted",
+                path=ref.manifest_path,
+                store_root=self.root,
             ) from None
-        if ref.data_version and sha256_text(canonical_json(payload)) != ref.data_version:
-            raise ArtifactError(
-                f"manifest {ref.manifest_uri} does not match data version "
-                f"{ref.data_version[:16]}: the artifact was modified after it was written"
+        try:
+            payload = json.loads(raw)
+            manifest = Manifest.model_validate(payload)
+        except ValueError as e:
+            raise CorruptArtifact(
+                f"{self.uri(ref.manifest_path)} is unreadable: {str(e).splitlines()[0]}",
+                path=ref.manifest_path,
+                store_root=self.root,
+            ) from e
+        if ref.data_version:
+            actual = sha256_text(canonical_json(payload))
+            if actual != ref.data_version:
+                raise CorruptArtifact(
+                    f"{self.uri(ref.manifest_path)} was modified after it was written: its hash "
+                    f"is {actual[:16]}..., the data version is {ref.data_version[:16]}...",
+                    path=ref.manifest_path,
+                    store_root=self.root,
+                )
+            _MANIFESTS[(self.root, ref.data_version)] = manifest
+        return manifest
+
+    def entry(self, ref: ArtifactRef, name: str) -> FileEntry:
+        for e in self.manifest(ref).files:
+            if e.path == name:
+                return e
+        raise ArtifactError(
+            f"{type(ref).__name__} at {self.uri(ref.path)} has no file '{name}' in its manifest"
+        )
+
+    def _mismatch(self, ref: ArtifactRef, entry: FileEntry, what: str) -> CorruptArtifact:
+        path = ref.file(entry.path)
+        return CorruptArtifact(
+            f"{self.uri(path)} is corrupt: {what}. The step that wrote it will run again on the "
+            "next run (its result is moved aside); to redo it by hand: "
+            "`kdorch run PIPELINE --set steps.STEP.cache=recompute`",
+            path=path,
+            store_root=self.root,
+        )
+
+    def read_file(self, ref: ArtifactRef, name: str) -> bytes:
+        """One file of an artifact, verified against its manifest (see the module docstring)."""
+        entry = self.entry(ref, name)
+        path = ref.file(name)
+        try:
+            data = self.read_bytes(path)
+        except FileNotFoundError:
+            raise CorruptArtifact(
+                f"{self.uri(path)} is missing (listed in {self.uri(ref.manifest_path)})",
+                path=path,
+                store_root=self.root,
+            ) from None
+        self.check_bytes(ref, entry, data)
+        return data
+
+    def check_bytes(self, ref: ArtifactRef, entry: FileEntry, data: bytes) -> None:
+        """Raise `CorruptArtifact` unless ``data`` is the file ``entry`` describes."""
+        if len(data) != entry.size:
+            raise self._mismatch(
+                ref,
+                entry,
+                f"{len(data)} bytes, the manifest says {entry.size} (truncated or overwritten)",
             )
-        return Manifest.model_validate(payload)
+        memo = (self.root, ref.data_version, ref.file(entry.path))
+        if ref.data_version and memo in _VERIFIED:
+            return
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != entry.sha256:
+            raise self._mismatch(
+                ref, entry, f"sha256 {actual[:16]}..., the manifest says {entry.sha256[:16]}..."
+            )
+        if ref.data_version:
+            _VERIFIED.add(memo)
 
     def verify_file(self, ref: ArtifactRef, entry: FileEntry) -> None:
-        """Check one file against its manifest entry; raises `ArtifactError` naming the file."""
-        uri = f"{ref.uri.rstrip('/')}/{entry.path}"
-        path = self._path(uri)
+        """Hash one file in place (streaming, no copy in memory) unless done in this process."""
+        path = ref.file(entry.path)
+        memo = (self.root, ref.data_version, path)
+        if ref.data_version and memo in _VERIFIED:
+            return
         try:
-            size = int(self.fs.size(path))
+            size = int(self.fs.size(self.fs_path(path)))
         except FileNotFoundError:
-            raise ArtifactError(f"{uri} is missing (listed in {ref.manifest_uri})") from None
+            raise CorruptArtifact(
+                f"{self.uri(path)} is missing (listed in {self.uri(ref.manifest_path)})",
+                path=path,
+                store_root=self.root,
+            ) from None
         if size != entry.size:
-            raise ArtifactError(
-                f"{uri} is corrupt: {size} bytes, the manifest says {entry.size} (truncated or "
-                "overwritten); delete the artifact's step result and re-run it"
-            )
-        actual = self.file_sha256(path)
+            raise self._mismatch(ref, entry, f"{size} bytes, the manifest says {entry.size}")
+        actual = self.file_sha256(self.fs_path(path))
         if actual != entry.sha256:
-            raise ArtifactError(
-                f"{uri} is corrupt: sha256 {actual[:16]}..., the manifest says "
-                f"{entry.sha256[:16]}...; delete the artifact's step result and re-run it"
+            raise self._mismatch(
+                ref, entry, f"sha256 {actual[:16]}..., the manifest says {entry.sha256[:16]}..."
             )
+        if ref.data_version:
+            _VERIFIED.add(memo)
 
     def verify(self, ref: ArtifactRef) -> Manifest:
-        """Check the manifest and every file of ``ref``."""
-        manifest = self.read_manifest(ref)
+        """Check the manifest and hash every file of ``ref`` (memoised per process)."""
+        manifest = self.manifest(ref)
         for entry in manifest.files:
             self.verify_file(ref, entry)
         return manifest
 
-    # -- run records ----------------------------------------------------------------------------
-    def run_dir(self, run_id: str) -> str:
-        return self.join("runs", run_id)
+    def quick_check(self, ref: ArtifactRef) -> None:
+        """What a cache hit checks: the manifest matches the data version and every listed file
+        exists with its size (one listing; hashes are checked when the files are read)."""
+        manifest = self.manifest(ref)
+        sizes = {rel: size for rel, _, size in self._iter_files(ref.path)}
+        for entry in manifest.files:
+            if entry.path not in sizes:
+                raise CorruptArtifact(
+                    f"{self.uri(ref.file(entry.path))} is missing",
+                    path=ref.file(entry.path),
+                    store_root=self.root,
+                )
+            if sizes[entry.path] != entry.size:
+                raise self._mismatch(
+                    ref, entry, f"{sizes[entry.path]} bytes, the manifest says {entry.size}"
+                )
 
-    def write_run(self, record: RunRecord, events: list[dict[str, Any]] | None = None) -> None:
+    # -- run records ------------------------------------------------------------------------------
+    @staticmethod
+    def run_dir(run_id: str) -> str:
+        return f"runs/{safe_segment(run_id)}"
+
+    def write_run(self, record: RunRecord) -> None:
         self.write_bytes(
             f"{self.run_dir(record.run_id)}/run.json", record.model_dump_json(indent=1).encode()
         )
-        if events is not None:
-            self.write_json(f"{self.run_dir(record.run_id)}/events.json", events)
+
+    def append_events(self, run_id: str, chunk: int, lines: list[str]) -> None:
+        """Events are append-only: each flush adds one numbered JSON-lines file."""
+        self.write_bytes(
+            f"{self.run_dir(run_id)}/events/{chunk:06d}.jsonl", "".join(lines).encode()
+        )
+
+    def read_events(self, run_id: str) -> list[dict[str, Any]]:
+        base = f"{self.run_dir(run_id)}/events"
+        events = []
+        for name in self.listdir(base):
+            if name.endswith(".jsonl"):
+                text = self.read_bytes(f"{base}/{name}").decode()
+                events += [json.loads(line) for line in text.splitlines() if line.strip()]
+        return events
 
     def read_run(self, run_id: str) -> RunRecord:
         try:
-            return RunRecord.model_validate(self.read_json(f"{self.run_dir(run_id)}/run.json"))
+            return RunRecord.model_validate_json(
+                self.read_bytes(f"{self.run_dir(run_id)}/run.json")
+            )
         except FileNotFoundError:
             raise ArtifactError(f"no run '{run_id}' in {self.root}") from None
+        except ValueError as e:
+            raise ArtifactError(f"the record of run '{run_id}' is unreadable: {e}") from e
 
     def list_runs(self) -> list[str]:
-        base = self._path(self.join("runs"))
+        return self.listdir("runs")
+
+    # -- the step index (what each step last committed; for plan's reasons) ---------------------
+    @staticmethod
+    def index_path(pipeline: str, step_id: str) -> str:
+        return f"index/{safe_segment(pipeline)}/{safe_segment(step_id)}.json"
+
+    def write_index(self, pipeline: str, step_id: str, key: str) -> None:
+        self.write_json(self.index_path(pipeline, step_id), {"step_id": step_id, "key": key})
+
+    def read_index(self, pipeline: str, step_id: str) -> str | None:
         try:
-            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False))
-        except FileNotFoundError:
-            return []
+            data = self.read_json(self.index_path(pipeline, step_id))
+        except (FileNotFoundError, ArtifactError):
+            return None
+        key = data.get("key") if isinstance(data, dict) else None
+        return key if isinstance(key, str) else None

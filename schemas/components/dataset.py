@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from schemas.artifacts import Dataset
 from schemas.base import Model
+from schemas.storage import StorageOptions
+
+SPLIT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class DatasetConfig(Model):
@@ -19,8 +22,9 @@ class DatasetConfig(Model):
         "8x8 digits; parquet: a table at `uri`.",
     )
     uri: str | None = Field(None, description="Parquet file or folder (local path or s3://...).")
-    storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="fsspec options for `uri`."
+    storage_options: StorageOptions = Field(
+        default_factory=StorageOptions,
+        description="How to reach `uri` (endpoint, profile; credentials are kept secret).",
     )
     features: str | list[str] = Field(
         "x", description="parquet: one list/array column, or several numeric columns."
@@ -47,6 +51,14 @@ class DatasetConfig(Model):
     @field_validator("splits")
     @classmethod
     def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        import re
+
+        for name in value:
+            if not re.match(SPLIT_NAME, name) or ".." in name:
+                raise ValueError(
+                    f"split name {name[:80]!r} is not allowed: use letters, digits, '_', '.', "
+                    "'-' (at most 64, starting with a letter or digit); it becomes a folder name"
+                )
         if not value or any(f <= 0 for f in value.values()):
             raise ValueError("splits need at least one split, each with a fraction > 0")
         if abs(sum(value.values()) - 1.0) > 1e-6:

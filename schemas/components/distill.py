@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint
 from schemas.components.training import TrainingSettings
@@ -25,8 +25,31 @@ class DistillConfig(TrainingSettings):
     losses: list[LossSpec] = Field(
         default_factory=lambda: [_default_loss()],
         min_length=1,
-        description="Loss terms, summed with their weights (see `kdorch components distill`).",
+        description="Loss terms, summed with their weights (the README's loss table).",
     )
+    teacher_weights: list[float] | None = Field(
+        None,
+        description="Fusion ratios between several teachers, one per teacher in input order "
+        "(cached or online); normalised to sum to 1. Default: equal weights.",
+    )
+
+    @field_validator("teacher_weights")
+    @classmethod
+    def _weights(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("needs one weight per teacher (or leave it out)")
+            if any(w < 0 for w in value):
+                raise ValueError(f"weights must be >= 0, got {value}")
+            if sum(value) <= 0:
+                raise ValueError(f"at least one weight must be > 0, got {value}")
+        return value
+
+    def normalised_teacher_weights(self) -> list[float] | None:
+        if self.teacher_weights is None:
+            return None
+        total = sum(self.teacher_weights)
+        return [w / total for w in self.teacher_weights]
 
 
 class DistillInputs(BaseModel):

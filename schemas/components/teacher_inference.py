@@ -15,7 +15,12 @@ class TeacherInferenceConfig(Model):
 
     splits: list[str] | None = Field(None, description="Splits to cover (default: all of them).")
     batch_size: int = Field(512, ge=1, description="Rows per inference batch.")
-    num_actors: int = Field(1, ge=1, description="Size of the Ray Data actor pool.")
+    num_actors: int = Field(
+        1,
+        ge=1,
+        description="1: run the teacher in the step's own process (no Ray Data start-up); "
+        "more: a Ray Data actor pool of this size.",
+    )
     cpus_per_actor: float = Field(1.0, gt=0)
     gpus_per_actor: float = Field(0.0, ge=0, description="> 0 runs the teacher on GPUs.")
     precision: Literal["float16", "float32"] = Field(
@@ -28,6 +33,10 @@ class TeacherInferenceConfig(Model):
         None, description="Also store this intermediate (e.g. 'penultimate'), flattened."
     )
     rows_per_shard: int = Field(50_000, ge=1, description="Rows per Parquet shard.")
+
+    def runs_in_process(self) -> bool:
+        """One actor runs in the step's own process; a pool runs on Ray Data."""
+        return self.num_actors == 1
 
 
 class TeacherInferenceInputs(BaseModel):

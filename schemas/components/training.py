@@ -1,4 +1,8 @@
-"""Configuration shared by the components that train with Ray Train (`train`, `distill`)."""
+"""Configuration shared by the training components (`train`, `distill`).
+
+One worker (the default) trains inside the step's own process, with no Ray Train start-up; more
+workers, or DeepSpeed, run as a Ray Train `TorchTrainer` (DDP over gloo/NCCL, or ZeRO).
+"""
 
 from __future__ import annotations
 
@@ -22,11 +26,19 @@ class OptimizerConfig(Model):
 class ScalingSettings(Model):
     """How many Ray Train workers, and what each one gets."""
 
-    num_workers: int = Field(1, ge=1, description="Data-parallel workers (DDP or DeepSpeed ranks).")
+    num_workers: int = Field(
+        1,
+        ge=1,
+        description="Data-parallel workers (DDP or DeepSpeed ranks). 1: train in the step's own "
+        "process (no Ray Train start-up); more: a Ray Train TorchTrainer.",
+    )
     use_gpu: bool = Field(False, description="One GPU per worker (NCCL); CPU workers use gloo.")
     cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs reserved per worker.")
     max_failures: int = Field(
-        2, ge=-1, description="Worker-group restarts from the last checkpoint (-1: unlimited)."
+        2,
+        ge=-1,
+        description="Restarts from the last checkpoint after a worker dies (-1: unlimited; "
+        "one worker: the step's task is restarted).",
     )
 
 
@@ -55,21 +67,27 @@ class TrainingSettings(Model):
     )
     eval_split: str = Field("val", description="Split evaluated after every epoch.")
     shuffle_buffer: int = Field(
-        2048, ge=0, description="Rows in each worker's local shuffle buffer (streamed shards)."
-    )
-    cache_data: bool = Field(
-        True,
-        description="Hold the (joined) training data in Ray's object store instead of re-reading "
-        "it every epoch (much faster for data that fits; it spills to disk otherwise).",
+        2048, ge=0, description="Rows in each worker's local shuffle buffer (streamed data)."
     )
     worker_cache_mb: float = Field(
         512,
         ge=0,
-        description="With cache_data, a worker whose share of a split is at most this many MB "
-        "keeps it in memory after the first pass and reshuffles it fully each epoch (seeded: "
-        "the same config trains the same weights on one CPU worker) instead of streaming it "
-        "through Ray Data every epoch. 0: always stream.",
+        description="Training data (with teacher outputs) of at most this many MB per worker is "
+        "read once, held in memory and fully reshuffled each epoch (seeded: the same config "
+        "trains the same weights on one CPU worker); larger data streams through Ray Data. "
+        "0: always stream.",
     )
+    checkpoint_every_s: float = Field(
+        30.0,
+        ge=0,
+        description="Save a resumable checkpoint when this many seconds passed since the last "
+        "one (0: every epoch). A crashed worker resumes from it.",
+    )
+
+    def runs_in_process(self) -> bool:
+        """The one decision between training in the step's own process (one DDP worker) and a
+        Ray Train `TorchTrainer` (several workers, or DeepSpeed)."""
+        return self.scaling.num_workers == 1 and self.strategy == "ddp"
 
     @model_validator(mode="after")
     def _deepspeed_needs_strategy(self) -> TrainingSettings:

@@ -10,10 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from components.data.io import read_split
-from orchestrator import Pipeline, run
+from components.artifacts.datasets import read_split as read_arrays
+from orchestrator import ArtifactStore, Pipeline, plan, run
 from schemas.artifacts import Dataset
 from schemas.components.dataset import DatasetConfig
+
+STORES: dict[str, str] = {}  # dataset path -> the store that holds it
 
 
 def load(store: Path, **config: object) -> Dataset:
@@ -22,7 +24,14 @@ def load(store: Path, **config: object) -> Dataset:
     record = run(p.spec, storage=str(store), executor="local")
     step = record.step("data")
     assert step.error is None, step.error
-    return Dataset.model_validate(step.outputs["dataset"])
+    dataset = Dataset.model_validate(step.outputs["dataset"])
+    STORES[dataset.path] = str(store)
+    return dataset
+
+
+def read_split(dataset: Dataset, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    arrays = read_arrays(ArtifactStore(STORES[dataset.path]), dataset, split)
+    return arrays.x, arrays.y, arrays.row_id
 
 
 def test_mnist5k_splits_are_stratified_and_deterministic(tmp_path: Path) -> None:
@@ -132,3 +141,53 @@ def test_config_validation() -> None:
         DatasetConfig(source="parquet")
     with pytest.raises(ValidationError, match="must sum to 1"):
         DatasetConfig(splits={"train": 0.5, "test": 0.4})
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs", "a/b", "..", ".hidden", "x" * 100, "é"])
+def test_split_names_cannot_leave_the_store(name: str) -> None:
+    with pytest.raises(ValidationError, match="split name .* is not allowed"):
+        DatasetConfig(splits={"train": 0.5, name: 0.5})
+
+
+def parquet_step(uri: str, **extra: object) -> Pipeline:
+    p = Pipeline("src")
+    p.add(
+        "data",
+        "dataset",
+        config={"source": "parquet", "uri": uri, "features": ["f1", "f2"], "label": "kind",
+                **extra},
+    )
+    return p
+
+
+def test_an_overwritten_source_reruns_and_identical_bytes_do_not(tmp_path: Path) -> None:
+    source = tmp_path / "table.parquet"
+    pq.write_table(write_table(tmp_path), source)
+    store = str(tmp_path / "s")
+    first = run(parquet_step(str(source)).spec, storage=store, executor="local")
+    assert first.step("data").status.value == "ran"
+    pq.write_table(write_table(tmp_path), source)  # the same bytes, written again
+    assert [s.action for s in plan(parquet_step(str(source)).spec, storage=store)] == ["cached"]
+    table = write_table(tmp_path)
+    pq.write_table(table.set_column(1, "f1", pa.array(np.zeros(300))), source)
+    (planned,) = plan(parquet_step(str(source)).spec, storage=store)
+    assert planned.action == "run" and planned.reason.startswith("external data changed")
+    second = run(parquet_step(str(source)).spec, storage=store, executor="local")
+    assert second.step("data").status.value == "ran"
+    assert second.step("data").key != first.step("data").key
+
+
+def test_an_overwritten_s3_source_reruns(tmp_path: Path, s3_server: dict) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server["storage_options"])
+    key = f"{s3_server['bucket']}/src/changing.parquet"
+    with fs.open(key, "wb") as f:
+        pq.write_table(write_table(tmp_path), f)
+    p = parquet_step(f"s3://{key}", storage_options=s3_server["storage_options"])
+    store = str(tmp_path / "s")
+    run(p.spec, storage=store, executor="local")
+    assert [s.action for s in plan(p.spec, storage=store)] == ["cached"]
+    with fs.open(key, "wb") as f:
+        pq.write_table(write_table(tmp_path).slice(0, 200), f)
+    assert [s.action for s in plan(p.spec, storage=store)] == ["run"]

@@ -1,4 +1,4 @@
-"""A worker's epochs from a real Ray Data shard: held in memory (seeded reshuffles) or streamed."""
+"""A worker's epochs: held in memory (seeded full reshuffles) or streamed from Ray Data."""
 
 from __future__ import annotations
 
@@ -6,15 +6,40 @@ import numpy as np
 import pytest
 import torch
 
-from components.training.batches import EpochBatches
-
-pytestmark = pytest.mark.ray
+from components.training.batches import HeldBatches, StreamBatches, pull
 
 ROWS = 300
 
 
-@pytest.fixture()
-def shard(ray_cluster: str) -> object:
+def columns() -> dict[str, torch.Tensor]:
+    ids = torch.arange(ROWS)
+    return {"row_id": ids, "x": ids.float().repeat(3, 1).T.contiguous(), "y": ids % 10}
+
+
+def epoch_ids(data: HeldBatches | StreamBatches, epoch: int) -> list[int]:
+    batches = list(data.batches(epoch))
+    for batch in batches:
+        assert torch.equal(batch["x"][:, 0].long(), batch["row_id"])  # rows stay whole
+    return [int(i) for b in batches for i in b["row_id"]]
+
+
+def test_held_epochs_are_full_seeded_reshuffles() -> None:
+    data = HeldBatches(columns(), batch_size=64, shuffle=True, seed=3)
+    first, second = epoch_ids(data, 0), epoch_ids(data, 1)
+    assert sorted(first) == list(range(ROWS)) and first != second
+    again = HeldBatches(columns(), batch_size=64, shuffle=True, seed=3)
+    assert epoch_ids(again, 0) == first
+    other_seed = HeldBatches(columns(), batch_size=64, shuffle=True, seed=4)
+    assert epoch_ids(other_seed, 0) != first
+
+
+def test_held_evaluation_order_is_fixed() -> None:
+    data = HeldBatches(columns(), batch_size=128, shuffle=False)
+    assert epoch_ids(data, 0) == list(range(ROWS)) == epoch_ids(data, 1)
+
+
+@pytest.mark.ray
+def test_streamed_shards_and_pull_from_ray_data(ray_cluster: str) -> None:
     import ray.data
 
     # Rows arrive out of row_id order, as they may from any Ray Data pipeline.
@@ -22,33 +47,9 @@ def shard(ray_cluster: str) -> object:
     items = [
         {"row_id": int(i), "x": np.full(3, float(i), np.float32), "y": int(i) % 10} for i in ids
     ]
-    return ray.data.from_items(items, override_num_blocks=4).materialize()
-
-
-def epoch_ids(data: EpochBatches, epoch: int) -> list[int]:
-    batches = list(data.batches(epoch))
-    for batch in batches:
-        assert torch.equal(batch["x"][:, 0].long(), batch["row_id"])  # columns stay aligned
-    return [int(i) for b in batches for i in b["row_id"]]
-
-
-def test_held_epochs_cover_every_row_in_a_seeded_order(shard: object) -> None:
-    data = EpochBatches(shard, batch_size=64, hold=True, shuffle=True, seed=3)
-    first, second = epoch_ids(data, 0), epoch_ids(data, 1)
-    assert sorted(first) == sorted(second) == list(range(ROWS))
-    assert first != second  # reshuffled every epoch
-    again = EpochBatches(shard, batch_size=64, hold=True, shuffle=True, seed=3)
-    assert epoch_ids(again, 0) == first and epoch_ids(again, 1) == second  # a function of the seed
-    other_seed = EpochBatches(shard, batch_size=64, hold=True, shuffle=True, seed=4)
-    assert epoch_ids(other_seed, 0) != first
-    assert [len(b["y"]) for b in data.batches(0)] == [64, 64, 64, 64, 44]
-
-
-def test_unshuffled_held_epochs_are_in_row_id_order(shard: object) -> None:
-    data = EpochBatches(shard, batch_size=128, hold=True, shuffle=False)
-    assert epoch_ids(data, 0) == epoch_ids(data, 5) == list(range(ROWS))
-
-
-def test_streamed_epochs_cover_every_row(shard: object) -> None:
-    data = EpochBatches(shard, batch_size=64, hold=False, shuffle=True, seed=3, shuffle_buffer=100)
-    assert sorted(epoch_ids(data, 0)) == list(range(ROWS))
+    shard = ray.data.from_items(items, override_num_blocks=4).materialize()
+    held = pull(shard)
+    assert held["row_id"].tolist() == list(range(ROWS))  # pulled shards are put in row_id order
+    data = StreamBatches(shard, batch_size=64, shuffle=True, seed=3, shuffle_buffer=100)
+    streamed = epoch_ids(data, 0)
+    assert sorted(streamed) == list(range(ROWS))

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.data.io import read_split
+from components.artifacts.checkpoints import save_model
+from components.artifacts.datasets import read_split
 from components.evaluate import EvaluateComponent
-from components.models import build_model, save_checkpoint
+from components.models import build_model
 from orchestrator import Pipeline, run
 from orchestrator.execution.context import StepContext
 from orchestrator.storage.store import ArtifactStore
@@ -31,7 +32,8 @@ def setup(
         run(p.spec, storage=str(root), executor="local").step("data").outputs["dataset"]
     )
     store = ArtifactStore(str(root))
-    x, y, _ = read_split(data, "train")
+    split = read_split(store, data, "train")
+    x, y = split.x, split.y
     checkpoints = []
     for i, steps in enumerate([300, 300, 0]):  # two trained models and an untrained one
         spec = MLPSpec(num_classes=10, input_shape=(1, 8, 8), hidden=[32])
@@ -45,24 +47,26 @@ def setup(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        uri = store.join("models", str(i))
-        save_checkpoint(model, uri)
-        checkpoints.append(store.seal(ModelCheckpoint(uri=uri, model=spec.model_dump(mode="json"))))
+        ctx = context(store, step_id=f"model{i}", key=f"{i:02d}" * 32)
+        checkpoints.append(store.seal(save_model(ctx, "model", model)))
     return store, data, checkpoints
 
 
-def evaluate(store: ArtifactStore, **kwargs: object):  # type: ignore[no-untyped-def]
-    config = kwargs.pop("config", EvaluateConfig(latency_repeats=2))
-    ctx = StepContext(
+def context(store: ArtifactStore, step_id: str = "report", key: str = "ab" * 32) -> StepContext:
+    return StepContext(
         store=store,
-        step_id="report",
-        component="evaluate",
-        key="ab" * 32,
+        step_id=step_id,
+        component="test",
+        key=key,
         run_id="r",
         attempt="a1",
         resources=Resources(),
     )
-    return EvaluateComponent(config).run(EvaluateInputs(**kwargs), ctx)  # type: ignore[arg-type]
+
+
+def evaluate(store: ArtifactStore, **kwargs: object):  # type: ignore[no-untyped-def]
+    config = kwargs.pop("config", EvaluateConfig(latency_repeats=2))
+    return EvaluateComponent(config).run(EvaluateInputs(**kwargs), context(store))  # type: ignore[arg-type]
 
 
 def test_scores_labels_groups_and_files(setup) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +91,7 @@ def test_scores_labels_groups_and_files(setup) -> None:  # type: ignore[no-untyp
     assert group["n"] == 2 and group["top1_mean"] == pytest.approx(
         (metrics["mlp[0]"]["top1"] + metrics["mlp[1]"]["top1"]) / 2
     )
-    folder = Path(out.report.uri)
+    folder = Path(store.fs_path(out.report.path))
     assert json.loads((folder / "report.json").read_text())["groups"]["mlp"]["n"] == 2
     md = (folder / "report.md").read_text()
     assert all(name in md for name in ("teacher", "mlp[0]", "untrained", "± "))

@@ -48,7 +48,7 @@ def test_pipeline_smoke_profile(pipeline: Path, ray_cluster: str, tmp_path: Path
         metrics = step["outputs"]["metrics"]
         for name, row in metrics.items():
             assert row["top1"] > 0.5, (name, row["top1"])  # every model beats chance (0.1) by far
-        assert (Path(step["outputs"]["report"]["uri"]) / "report.md").exists()
+        assert (Path(record["storage"]) / step["outputs"]["report"]["path"] / "report.md").exists()
     second = json.loads(kdorch(*args).stdout)
     assert {s["status"] for s in second["steps"]} == {"cached"}
     if pipeline.stem == "hinton_kd":  # another student config reuses the teacher and its logits

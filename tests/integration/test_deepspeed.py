@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from components.data.io import read_split
-from components.models import load_checkpoint
-from orchestrator import Pipeline, run
-from schemas.artifacts import Dataset
+from components.artifacts.checkpoints import load_model
+from components.artifacts.datasets import read_split
+from orchestrator import ArtifactStore, Pipeline, run
+from schemas.artifacts import Dataset, ModelCheckpoint
 
 pytestmark = pytest.mark.ray
 
@@ -41,8 +41,10 @@ def test_zero3_with_two_workers_exports_the_trained_weights(
     assert step.status.value == "ran", step.error
     reported = step.outputs["metrics"]["val_accuracy"]
     assert reported > 0.7
-    model, _ = load_checkpoint(step.outputs["model"]["uri"])
-    x, y, _ = read_split(Dataset.model_validate(record.step("data").outputs["dataset"]), "val")
+    store = ArtifactStore(str(tmp_path / "store"))
+    model, _ = load_model(store, ModelCheckpoint.model_validate(step.outputs["model"]))
+    val = read_split(store, Dataset.model_validate(record.step("data").outputs["dataset"]), "val")
+    x, y = val.x, val.y
     with torch.no_grad():
         accuracy = float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
     assert accuracy == pytest.approx(reported, abs=0.02)  # the export is the trained model

@@ -1,5 +1,9 @@
-"""A Ray Train worker killed mid-distillation: the worker group restarts from the last
-checkpoint and the run finishes (FailureConfig, `scaling.max_failures`)."""
+"""Kill a training process mid-distillation; the step resumes from its last checkpoint.
+
+Two paths: one worker trains inside the step's own Ray task (Ray restarts the task, which
+resumes from the checkpoint in the store), and two workers under Ray Train (the worker group
+restarts from Ray Train's checkpoint). Every epoch runs exactly once either way.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,17 +19,10 @@ import pytest
 from orchestrator import Pipeline, run
 
 pytestmark = pytest.mark.ray
+EPOCHS = 8
 
 
-def train_worker_pids() -> list[int]:
-    from ray.util.state import list_actors
-
-    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-    return [int(a.pid) for a in actors if a.pid]
-
-
-def test_killed_train_worker_resumes_from_checkpoint(ray_cluster: str, tmp_path: Path) -> None:
-    store = tmp_path / "store"
+def pipeline(store: Path, workers: int) -> Pipeline:
     p = Pipeline("fault", storage=str(store))
     data = p.add("data", "dataset", config={"source": "digits"})
     p.add(
@@ -34,34 +32,80 @@ def test_killed_train_worker_resumes_from_checkpoint(ray_cluster: str, tmp_path:
         config={
             "student": {"arch": "mlp", "hidden": [32]},
             "losses": [{"type": "ce"}],
-            "epochs": 8,
+            "epochs": EPOCHS,
             "batch_size": 4,
-            "scaling": {"max_failures": 2},
+            "checkpoint_every_s": 0,
+            "scaling": {"max_failures": 2, "num_workers": workers},
         },
     )
+    return p
+
+
+def kill_once_checkpointed(
+    p: Pipeline, store: Path, pattern: str, pids: Callable[[], list[int]]
+) -> tuple[int | None, object]:
     result: dict[str, object] = {}
     thread = threading.Thread(target=lambda: result.update(record=run(p.spec)))
     thread.start()
     deadline = time.time() + 120
     killed = None
-    pids: list[int] = []
-    pattern = "objects/*/*/*/_work/ray_train/*/checkpoint_*"
-    before: set[Path] = set()
+    found: list[int] = []
     while thread.is_alive() and time.time() < deadline:
-        pids = pids or train_worker_pids()  # the state API is slow: ask before it matters
-        checkpoints = set(store.glob(pattern)) - before
-        if pids and len(checkpoints) >= 2:  # a second folder: the first report is registered
-            killed = pids[0]
+        found = found or pids()  # the state API is slow: ask before it matters
+        if found and len(list(store.glob(pattern))) >= 2:
+            killed = found[0]
             os.kill(killed, signal.SIGKILL)
             break
         time.sleep(0.02)
     thread.join(timeout=300)
-    assert killed is not None, "training ended before a worker could be killed"
-    record = result["record"]
+    return killed, result["record"]
+
+
+def check_resumed(record: object) -> None:
     step = record.step("student")  # type: ignore[attr-defined]
     assert step.status.value == "ran", step.error
     metrics = step.outputs["metrics"]
-    assert metrics["resumes"] >= 1, [h["epoch"] for h in step.outputs["history"]]
     epochs = [h["epoch"] for h in step.outputs["history"]]
-    assert epochs == list(range(8)), epochs  # every epoch exactly once: resumed, not restarted
+    assert metrics["resumes"] >= 1, epochs
+    assert epochs == list(range(EPOCHS)), epochs  # every epoch exactly once: resumed
     assert metrics["val_accuracy"] > 0.8
+
+
+def test_killed_step_process_resumes_from_the_store(ray_dashboard: str, tmp_path: Path) -> None:
+    from ray.util.state import list_tasks
+
+    def step_pids() -> list[int]:
+        tasks = list_tasks(
+            address=ray_dashboard,
+            filters=[("name", "=", "step:student"), ("state", "=", "RUNNING")],
+        )
+        return [int(t.worker_pid) for t in tasks if t.worker_pid]
+
+    store = tmp_path / "store"
+    # Two checkpoint folders have been seen once the second epoch's pointer moved on.
+    killed, record = kill_once_checkpointed(
+        pipeline(store, 1), store, "objects/*/*/_resume/loop/*", step_pids
+    )
+    assert killed is not None, "training ended before its process could be killed"
+    check_resumed(record)
+    assert not list(store.glob("objects/*/*/_resume"))  # removed once committed
+
+
+def test_killed_ray_train_worker_resumes_from_checkpoint(
+    ray_dashboard: str, tmp_path: Path
+) -> None:
+    from ray.util.state import list_actors
+
+    def worker_pids() -> list[int]:
+        actors = list_actors(
+            address=ray_dashboard,
+            filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+        )
+        return [int(a.pid) for a in actors if a.pid]
+
+    store = tmp_path / "store"
+    killed, record = kill_once_checkpointed(
+        pipeline(store, 2), store, "objects/*/*/*/_work/ray_train/*/checkpoint_*", worker_pids
+    )
+    assert killed is not None, "training ended before a worker could be killed"
+    check_resumed(record)

@@ -50,10 +50,10 @@ def test_logit_shards_are_fp16_keyed_by_row_id_and_deterministic(kd_store: Path)
     first = logits_of(run(base(kd_store, feature="penultimate").spec))
     assert first.dtype == "float16" and first.feature == "penultimate" and first.feature_dim == 64
     assert first.splits == {"train": 1078, "val": 360, "test": 359}
-    table = pq.read_table(Path(first.uri) / "train")
+    table = pq.read_table(kd_store / first.path / "train")
     assert str(table.schema.field("logits").type) == "fixed_size_list<element: halffloat>[10]"
     dataset_ids = pq.read_table(
-        Path(run(base(kd_store).spec).step("data").outputs["dataset"]["uri"]) / "train"
+        kd_store / run(base(kd_store).spec).step("data").outputs["dataset"]["path"] / "train"
     )
     assert table.column("row_id").equals(dataset_ids.column("row_id"))  # dataset order, every row
     # the same teacher recomputed: byte-identical shards, so the same data version
@@ -66,7 +66,7 @@ def test_logit_shards_are_fp16_keyed_by_row_id_and_deterministic(kd_store: Path)
 
 def test_topk_cache_columns(kd_store: Path) -> None:
     cache = logits_of(run(base(kd_store, top_k=3, precision="float32").spec))
-    table = pq.read_table(Path(cache.uri) / "val")
+    table = pq.read_table(kd_store / cache.path / "val")
     assert {"row_id", "topk_indices", "topk_values", "rest_mass"} <= set(table.column_names)
     rest = table.column("rest_mass").to_numpy()
     assert ((rest >= 0) & (rest < 1)).all()
@@ -98,28 +98,52 @@ def test_impossible_loss_and_cache_combinations_are_refused_early(kd_store: Path
     error = run(p.spec).step("student").error
     assert (
         error is not None
-        and "keeps only the top-3 logits" in error.message
+        and "needs all of the teacher's logits" in error.message
         and "topk_kl" in error.message
     )
 
 
-def test_corrupted_shard_is_detected_by_hash(kd_store: Path, tmp_path: Path) -> None:
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupted_shard_is_detected_and_the_next_run_recomputes(
+    kd_store: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(kd_store, store)  # a moved/copied store stays valid
+    p = base(store, feature="penultimate")
+    cache = logits_of(run(p.spec))
+    flip_a_byte(store / cache.path / "train" / "shard-00000.parquet")
+    student(p, [{"type": "kd"}], logits="logits.logits")
+    record = run(p.spec)
+    assert record.step("logits").status.value == "cached"  # sizes match: read decides
+    error = record.step("student").error
+    assert error is not None and error.type == "CorruptArtifact"
+    assert "shard-00000.parquet is corrupt" in error.message and "sha256" in error.message
+    assert "moved aside" in error.message
+    assert not (store / ArtifactStore(str(store)).commit_path(record.step("student").key)).exists()
+    again = run(p.spec)
+    assert again.step("logits").status.value == "ran"  # recomputed from the intact teacher
+    assert logits_of(again).data_version == cache.data_version  # byte-identical again
+    assert again.step("student").status.value == "ran"
+
+
+def test_corrupted_teacher_weights_are_never_used(kd_store: Path, tmp_path: Path) -> None:
     import shutil
 
     store = tmp_path / "store"
     shutil.copytree(kd_store, store)
     p = base(store, feature="penultimate")
-    cache = logits_of(run(p.spec))
-    shard = Path(cache.uri) / "train" / "shard-00000.parquet"
-    data = bytearray(shard.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    shard.write_bytes(bytes(data))
-    student(p, [{"type": "kd"}], logits="logits.logits")
-    record = run(p.spec)
-    assert record.step("logits").status.value == "cached"  # the cache itself is not re-validated
-    error = record.step("student").error
-    assert error is not None and error.type == "ArtifactError"
-    assert "shard-00000.parquet is corrupt" in error.message and "sha256" in error.message
-    assert not (
-        Path(ArtifactStore(str(store)).object_dir(record.step("student").key)) / "COMMIT.json"
-    ).exists()
+    first = run(p.spec)
+    teacher = first.step("teacher").outputs["model"]["path"]
+    flip_a_byte(store / teacher / "weights.pt")
+    record = run(p.spec, overrides=["steps.logits.config.precision=float32"])
+    error = record.step("logits").error
+    assert error is not None and "weights.pt is corrupt" in error.message
+    again = run(p.spec, overrides=["steps.logits.config.precision=float32"])
+    assert again.step("teacher").status.value == "ran" and again.status.value == "succeeded"

@@ -25,15 +25,13 @@ class Numbers(JsonArtifact):
 
 
 def write_numbers(ctx: StepContext, port: str, values: list[float]) -> Numbers:
-    uri = ctx.output_uri(port)
-    with ctx.fs.open(f"{uri}/values.json", "w") as f:
-        json.dump(values, f)
-    return Numbers(uri=uri, count=len(values))
+    path = ctx.output_path(port)
+    ctx.store.write_bytes(f"{path}/values.json", json.dumps(values).encode())
+    return Numbers(path=path, count=len(values))
 
 
 def read_numbers(ctx: StepContext, ref: ArtifactRef) -> list[float]:
-    with ctx.fs.open(f"{ref.uri}/values.json") as f:
-        return json.load(f)
+    return json.loads(ctx.store.read_file(ref, "values.json"))
 
 
 class SourceConfig(Model):

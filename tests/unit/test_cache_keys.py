@@ -6,30 +6,30 @@ from __future__ import annotations
 from orchestrator.storage.cache import canonical_json, data_version, key_material, step_key
 from tests.support.toy_components import Numbers, ScaleConfig, SourceConfig
 
-NUMBERS = Numbers(uri="/anywhere/numbers", data_version="d" * 64, count=3)
+NUMBERS = Numbers(path="objects/aa/anywhere/numbers", data_version="d" * 64, count=3)
 
 
 def test_golden_source_key() -> None:
     material = key_material("toy_source", "1", SourceConfig(count=3), {})
     assert canonical_json(material) == (
-        '{"component":"toy_source","config":{"count":3,"sleep":0.0,"start":0.0},'
-        '"format":1,"inputs":{},"version":"1"}'
+        '{"code":{},"component":"toy_source","config":{"count":3,"sleep":0.0,"start":0.0},'
+        '"external":{},"format":2,"inputs":{},"packages":{},"version":"1"}'
     )
-    assert step_key(material) == "5daab640c5d597443a24102542db97ffc551cded2b2ce6e46f06b5636e652e50"
+    assert step_key(material) == "4e7444986f20cb8a2d3b89343dd216ceedf2035bb00a849aaba9687e3c8c774f"
 
 
 def test_golden_key_with_input() -> None:
     material = key_material("toy_scale", "1", ScaleConfig(factor=3), {"numbers": NUMBERS})
     assert canonical_json(material) == (
-        '{"component":"toy_scale","config":{"block_file":null,"factor":3.0,"fail":false,'
-        '"marker_dir":null,"sleep":0.0},"format":1,"inputs":{"numbers":"' + "d" * 64 + '"},'
-        '"version":"1"}'
+        '{"code":{},"component":"toy_scale","config":{"block_file":null,"factor":3.0,'
+        '"fail":false,"marker_dir":null,"sleep":0.0},"external":{},"format":2,'
+        '"inputs":{"numbers":"' + "d" * 64 + '"},"packages":{},"version":"1"}'
     )
-    assert step_key(material) == "d5f84b2e3e1beec3bc7832dc21844df76591b7317e5340e8b16ea80752231131"
+    assert step_key(material) == "ca9c10076cbcefec41c849d0d3306e48f3dad69cf9e4abb622b79e65b0e38d1c"
 
 
 def test_key_ignores_where_data_lives_but_not_what_it_is() -> None:
-    moved = NUMBERS.model_copy(update={"uri": "s3://bucket/elsewhere"})
+    moved = NUMBERS.model_copy(update={"path": "objects/bb/elsewhere/numbers"})
     changed = NUMBERS.model_copy(update={"data_version": "e" * 64})
     base = step_key(key_material("toy_scale", "1", ScaleConfig(), {"numbers": NUMBERS}))
     assert step_key(key_material("toy_scale", "1", ScaleConfig(), {"numbers": moved})) == base

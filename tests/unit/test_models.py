@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,10 +16,10 @@ from components.models import (
     KDModel,
     build_model,
     count_parameters,
+    decode_checkpoint,
     diswot_init_,
+    encode_checkpoint,
     estimate_flops,
-    load_checkpoint,
-    save_checkpoint,
 )
 from orchestrator import ArtifactError
 from schemas.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
@@ -183,58 +182,43 @@ def test_same_seed_same_weights_and_global_rng_untouched() -> None:
     assert not torch.equal(a.classifier.weight, c.classifier.weight)
 
 
-def test_checkpoint_round_trip_is_exact_and_deterministic(tmp_path: Path) -> None:
+def test_checkpoint_round_trip_is_exact_and_deterministic() -> None:
     model = small("resnet_cifar", (3, 8, 8))
     model.train()
     model(torch.randn(16, 3, 8, 8))  # moves BatchNorm running stats: buffers must travel too
-    save_checkpoint(model, str(tmp_path / "a"), extra={"metrics": {"acc": torch.tensor(0.5)}})
-    save_checkpoint(model, str(tmp_path / "b"))
-    assert (tmp_path / "a" / "weights.pt").read_bytes() == (
-        tmp_path / "b" / "weights.pt"
-    ).read_bytes()
-    document = json.loads((tmp_path / "a" / "model.json").read_text())
+    a = encode_checkpoint(model, extra={"metrics": {"acc": torch.tensor(0.5)}})
+    b = encode_checkpoint(model)
+    assert a["weights.pt"] == b["weights.pt"]
+    document = json.loads(a["model.json"])
     assert document["spec"] == model.spec.model_dump(mode="json")
 
-    loaded, extra = load_checkpoint(str(tmp_path / "a"))
+    loaded, extra = decode_checkpoint(a, "ckpt")
     assert extra == {"metrics": {"acc": 0.5}} and not loaded.training
     assert loaded.spec == model.spec
     x = torch.randn(3, 3, 8, 8)
     assert torch.equal(loaded(x), model.eval()(x))
 
     with pytest.raises(ValueError, match="may not use the key 'spec'"):
-        save_checkpoint(model, str(tmp_path / "c"), extra={"spec": 1})
+        encode_checkpoint(model, extra={"spec": 1})
 
 
-def test_checkpoint_on_an_fsspec_uri() -> None:
-    model = small("mlp", (64,))
-    uri = "memory://kdorch-test-models/run/model"
-    save_checkpoint(model, uri, extra={"epochs": 2})
-    loaded, extra = load_checkpoint(uri + "/")
-    x = torch.randn(2, 64)
-    assert extra == {"epochs": 2} and torch.equal(loaded(x), model.eval()(x))
-
-
-def test_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
+def test_checkpoint_errors_name_the_file() -> None:
     with pytest.raises(CheckpointNotFoundError, match=r"nowhere/model\.json not found"):
-        load_checkpoint(str(tmp_path / "nowhere"))
-    save_checkpoint(small("mlp", (64,)), str(tmp_path / "m"))
-    (tmp_path / "m" / "weights.pt").unlink()
+        decode_checkpoint({}, "nowhere")
+    files = encode_checkpoint(small("mlp", (64,)))
     with pytest.raises(FileNotFoundError, match=r"m/weights\.pt not found.*incomplete"):
-        load_checkpoint(str(tmp_path / "m"))
+        decode_checkpoint({"model.json": files["model.json"]}, "m")
 
     # weights of one model under the spec of another
-    save_checkpoint(small("mlp", (64,)), str(tmp_path / "x"))
-    save_checkpoint(small("mlp", (64,), hidden=[8]), str(tmp_path / "y"))
-    (tmp_path / "y" / "weights.pt").write_bytes((tmp_path / "x" / "weights.pt").read_bytes())
+    other = encode_checkpoint(small("mlp", (64,), hidden=[8]))
+    swapped = {"model.json": other["model.json"], "weights.pt": files["weights.pt"]}
     with pytest.raises(CheckpointError, match=r"y/weights\.pt does not match the mlp spec"):
-        load_checkpoint(str(tmp_path / "y"))
-
-    (tmp_path / "y" / "weights.pt").write_bytes(b"not a torch file")
+        decode_checkpoint(swapped, "y")
     with pytest.raises(ValueError, match=r"y/weights\.pt cannot be read"):
-        load_checkpoint(str(tmp_path / "y"))
-    (tmp_path / "y" / "model.json").write_text('{"spec": {"arch": "resnet_cifar", "depth": 9}}')
+        decode_checkpoint({**other, "weights.pt": b"not a torch file"}, "y")
+    bad_spec = b'{"spec": {"arch": "resnet_cifar", "depth": 9}}'
     with pytest.raises(ArtifactError, match=r"y/model\.json: invalid model spec"):
-        load_checkpoint(str(tmp_path / "y"))
+        decode_checkpoint({**other, "model.json": bad_spec}, "y")
 
 
 def test_flops_by_hand() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import Pipeline, RunFailed, plan, run
+from orchestrator.storage.store import forget_verified
 from schemas.run import EventKind, RunStatus, StepStatus
 
 
@@ -95,11 +96,84 @@ def test_cache_policies(store_dir: Path) -> None:
 
 def test_deleted_artifact_is_not_trusted(store_dir: Path) -> None:
     first = run(pipeline().spec, storage=str(store_dir), executor="local")
-    uri = first.step("good").outputs["numbers"]["uri"]
-    shutil.rmtree(uri)
+    path = first.step("good").outputs["numbers"]["path"]
+    shutil.rmtree(store_dir / path)
     second = run(pipeline().spec, storage=str(store_dir), executor="local")
     assert second.step("good").status == StepStatus.ran
-    assert "incomplete or deleted" in second.step("good").reason or second.step("good").reason == ""
+    assert "damaged (moved aside)" in second.step("good").reason
+    assert list((store_dir / path).parent.parent.glob("COMMIT.json.bad-*"))  # kept to inspect
+
+
+@pytest.mark.parametrize("damage", [b"{}", b"not json", b""])
+def test_an_unreadable_commit_is_moved_aside_and_the_step_reruns(
+    store_dir: Path, damage: bytes
+) -> None:
+    first = run(pipeline().spec, storage=str(store_dir), executor="local")
+    commit = next(store_dir.glob(f"objects/*/{first.step('good').key}/COMMIT.json"))
+    commit.write_bytes(damage)
+    second = run(pipeline().spec, storage=str(store_dir), executor="local")
+    assert second.status == RunStatus.succeeded
+    assert second.step("good").status == StepStatus.ran
+    assert "unreadable (moved aside)" in second.step("good").reason
+    assert second.step("after_good").status == StepStatus.cached  # same content again
+
+
+def test_an_edited_manifest_plans_as_run(store_dir: Path) -> None:
+    first = run(pipeline().spec, storage=str(store_dir), executor="local")
+    path = first.step("good").outputs["numbers"]["path"]
+    manifest = store_dir / path / "_manifest.json"
+    manifest.write_text(manifest.read_text().replace('"count": 3', '"count": 4', 1))
+    forget_verified()
+    steps = {s.step_id: s for s in plan(pipeline().spec, storage=str(store_dir))}
+    assert steps["good"].action == "run" and "modified after it was written" in steps["good"].reason
+
+
+def test_a_flipped_byte_fails_the_reader_and_the_next_run_recomputes(store_dir: Path) -> None:
+    first = run(pipeline().spec, storage=str(store_dir), executor="local")
+    values = store_dir / first.step("good").outputs["numbers"]["path"] / "values.json"
+    values.write_bytes(values.read_bytes().replace(b"2", b"7"))  # same size
+    forget_verified()  # a new process
+    second = run(
+        pipeline().spec,
+        storage=str(store_dir),
+        executor="local",
+        overrides=["steps.after_good.config.factor=1"],  # after_good must read good's output
+    )
+    error = second.step("after_good").error
+    assert error is not None and error.type == "CorruptArtifact"
+    assert "values.json is corrupt" in error.message and "moved aside" in error.message
+    third = run(pipeline().spec, storage=str(store_dir), executor="local")
+    assert third.step("good").status == StepStatus.ran  # recomputed
+    assert third.step("after_good").outputs == first.step("after_good").outputs
+
+
+def test_step_seconds_are_the_steps_own_time(store_dir: Path) -> None:
+    p = Pipeline("timed")
+    src = p.add("src", "toy_source", config={"sleep": 0.3})
+    p.add(
+        "fast",
+        "toy_scale",
+        inputs={"numbers": src.numbers},
+        matrix={"f": [1, 2, 3]},
+        config={"factor": "${f}"},
+    )
+    record = run(p.spec, storage=str(store_dir), executor="local")
+    assert record.step("src").seconds >= 0.3  # type: ignore[operator]
+    for i in (1, 2, 3):
+        assert record.step(f"fast[{i}]").seconds < 0.25  # type: ignore[operator]
+
+
+def test_plan_says_why_a_step_misses_the_cache(store_dir: Path) -> None:
+    assert {s.reason for s in plan(pipeline().spec, storage=str(store_dir))} >= {"new"}
+    run(pipeline().spec, storage=str(store_dir), executor="local")
+    steps = {
+        s.step_id: s
+        for s in plan(
+            pipeline().spec, storage=str(store_dir), overrides=["steps.good.config.factor=5"]
+        )
+    }
+    assert steps["good"].reason == "config changed: factor"
+    assert steps["after_good"].reason == "after good"
 
 
 def test_plan_tells_cached_from_to_run(store_dir: Path) -> None:

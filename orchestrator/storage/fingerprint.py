@@ -1,0 +1,173 @@
+"""Code fingerprints: what a component's behaviour depends on, for its cache keys.
+
+A component's fingerprint maps every source file of ours that it runs to a hash of that file's
+*normalised* code: the module is parsed, docstrings and ``description=`` texts are dropped, and
+the tree is printed back (`ast.unparse`), so comments, docstrings, help texts and formatting do
+not count while any change to what the code does does. "Ours" is the packages ``components`` and
+``schemas`` plus the component's own top-level package (a plugin's); the files are the
+component's module and, transitively, every module of ours it imports — at module level or
+inside functions, found by reading the source (nothing is imported, so fingerprinting needs no
+torch). The orchestrator itself is not part of it: how it runs steps does not change what a
+step computes, and `orchestrator.storage.cache.KEY_FORMAT` covers the key recipe.
+
+Third-party code counts through package versions (`PACKAGES`: torch and ray, plus kdorch's own
+version for a component that is not part of kdorch).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+#: Packages whose version is part of every fingerprint (their code decides what a step computes).
+PACKAGES = ("torch", "ray")
+OUR_PACKAGES = ("components", "schemas")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    code: dict[str, str]  # "components/losses/dkd.py" -> hash of its normalised code
+    packages: dict[str, str]  # "torch" -> "2.13.0"
+
+
+class _Normalise(ast.NodeTransformer):
+    """Drops what does not change behaviour: docstrings and ``description=`` help texts."""
+
+    def _strip_docstring(self, node: ast.AST) -> ast.AST:
+        body = getattr(node, "body", None)
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        self.generic_visit(node)
+        return node
+
+    visit_Module = _strip_docstring
+    visit_ClassDef = _strip_docstring
+    visit_FunctionDef = _strip_docstring
+    visit_AsyncFunctionDef = _strip_docstring
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        node.keywords = [k for k in node.keywords if k.arg != "description"]
+        self.generic_visit(node)
+        return node
+
+
+@dataclass(frozen=True)
+class _Module:
+    name: str
+    file: Path
+    is_package: bool
+
+
+def _package_root(top: str) -> Path | None:
+    """The folder of a top-level package, found without importing it."""
+    module = sys.modules.get(top)
+    spec = module.__spec__ if module is not None else importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _locate(name: str, roots: dict[str, Path | None]) -> _Module | None:
+    parts = name.split(".")
+    if parts[0] not in roots:
+        return None
+    root = roots[parts[0]]
+    if root is None:
+        return None
+    base = root.joinpath(*parts[1:])
+    if (base / "__init__.py").is_file():
+        return _Module(name, base / "__init__.py", True)
+    if base.with_suffix(".py").is_file():
+        return _Module(name, base.with_suffix(".py"), False)
+    return None
+
+
+@cache
+def _parse(file: Path, stamp: tuple[int, int]) -> tuple[str, tuple[str, ...]]:
+    """(hash of the normalised code, every absolute module name it imports or may import)."""
+    tree = ast.parse(file.read_bytes(), filename=str(file))
+    imported: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported.append(f"{'.' * node.level}{node.module or ''}")
+            # `from pkg import sub` may name a submodule: record both readings.
+            imported += [f"{'.' * node.level}{node.module or ''}.{a.name}" for a in node.names]
+    normalised = ast.unparse(_Normalise().visit(tree))
+    return hashlib.sha256(normalised.encode()).hexdigest(), tuple(imported)
+
+
+def _absolute(name: str, module: _Module) -> str:
+    """Resolve a relative import (leading dots) against ``module``."""
+    level = len(name) - len(name.lstrip("."))
+    if not level:
+        return name
+    package = module.name.split(".") if module.is_package else module.name.split(".")[:-1]
+    base = package[: len(package) - (level - 1)]
+    rest = name[level:].strip(".")
+    return ".".join([*base, rest] if rest else base)
+
+
+def code_fingerprint(module_name: str) -> dict[str, str]:
+    """Hash of every source file of ours that ``module_name`` runs (see the module docstring)."""
+    top = module_name.split(".")[0]
+    roots = {name: _package_root(name) for name in dict.fromkeys((*OUR_PACKAGES, top))}
+    start = _locate(module_name, roots)
+    if start is None:
+        return {}
+    code: dict[str, str] = {}
+    queue = [start]
+    seen = {start.name}
+    while queue:
+        module = queue.pop()
+        stat = module.file.stat()
+        digest, imports = _parse(module.file, (stat.st_mtime_ns, stat.st_size))
+        package = module.name.split(".")[0]
+        root = roots[package]
+        assert root is not None
+        code[f"{package}/{module.file.relative_to(root).as_posix()}"] = digest
+        names = {_absolute(n, module) for n in imports}
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py too.
+        for name in list(names):
+            parts = name.split(".")
+            names.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        for name in sorted(names):
+            if name in seen:
+                continue
+            seen.add(name)
+            found = _locate(name, roots)
+            if found is not None:
+                queue.append(found)
+    return dict(sorted(code.items()))
+
+
+@cache
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def packages_for(module_name: str) -> dict[str, str]:
+    """Versions of the third-party packages that decide what a component computes."""
+    names = list(PACKAGES)
+    if module_name.split(".")[0] not in OUR_PACKAGES:
+        names.append("kdorch")
+    return {n: package_version(n) for n in names}
+
+
+def fingerprint(module_name: str) -> Fingerprint:
+    return Fingerprint(code_fingerprint(module_name), packages_for(module_name))

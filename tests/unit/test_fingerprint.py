@@ -1,0 +1,111 @@
+"""Code fingerprints in cache keys: behaviour changes count, comments and docs do not."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.storage.fingerprint import code_fingerprint, packages_for
+
+LIB = '''
+"""A library module."""
+
+def double(x):
+    """Twice x."""
+    return 2 * x  # the doubling
+'''
+COMP = """
+from pydantic import Field
+
+from fpkg import lib
+
+
+def run(x):
+    from fpkg.sub import helper  # imported inside a function: still part of the closure
+    return helper.go(lib.double(x), Field(1, description="shown in help"))
+"""
+HELPER = """
+def go(x, y):
+    return x
+"""
+
+
+@pytest.fixture()
+def package(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "fpkg"
+    (root / "sub").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "sub" / "__init__.py").write_text("")
+    (root / "lib.py").write_text(textwrap.dedent(LIB))
+    (root / "comp.py").write_text(textwrap.dedent(COMP))
+    (root / "sub" / "helper.py").write_text(textwrap.dedent(HELPER))
+    (root / "unused.py").write_text("X = 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield root
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def rewrite(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    stat = path.stat()  # a new mtime even within the same clock tick
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+
+def test_the_closure_follows_imports_including_local_ones(package: Path) -> None:
+    assert sorted(code_fingerprint("fpkg.comp")) == [
+        "fpkg/__init__.py",
+        "fpkg/comp.py",
+        "fpkg/lib.py",
+        "fpkg/sub/__init__.py",
+        "fpkg/sub/helper.py",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("# the doubling", "# twice, reworded"),
+        ('"""Twice x."""', '"""Two times x, documented at length."""'),
+        ("return 2 * x", "return (2 *   x)"),
+    ],
+)
+def test_comments_docstrings_and_formatting_do_not_count(package: Path, old: str, new: str) -> None:
+    before = code_fingerprint("fpkg.comp")
+    rewrite(package / "lib.py", old, new)
+    assert code_fingerprint("fpkg.comp") == before
+
+
+def test_help_texts_do_not_count(package: Path) -> None:
+    before = code_fingerprint("fpkg.comp")
+    rewrite(package / "comp.py", "shown in help", "explained differently")
+    assert code_fingerprint("fpkg.comp") == before
+
+
+def test_a_changed_function_body_counts_and_names_its_file(package: Path) -> None:
+    before = code_fingerprint("fpkg.comp")
+    rewrite(package / "sub" / "helper.py", "return x", "return x + 1")
+    after = code_fingerprint("fpkg.comp")
+    assert [f for f in before if before[f] != after[f]] == ["fpkg/sub/helper.py"]
+
+
+def test_kdorch_components_see_their_own_libraries_only() -> None:
+    distill = code_fingerprint("components.distill")
+    train = code_fingerprint("components.train")
+    assert "components/losses/dkd.py" in distill and "components/training/loop.py" in distill
+    assert "components/training/loop.py" in train
+    assert not [f for f in train if f.startswith("components/losses/")]  # train: CE only
+    assert not [f for f in distill if f.startswith("orchestrator/")]  # the framework is not
+
+
+def test_package_versions() -> None:
+    assert set(packages_for("components.distill")) == {"torch", "ray"}
+    assert "kdorch" in packages_for("someone_elses.component")
