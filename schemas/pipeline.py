@@ -6,15 +6,68 @@ execution) only ever sees a `PipelineSpec`.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from schemas.base import Model
 
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_STEP_ID_LENGTH = 64
+"""Step ids name folders, Ray tasks and log lines; file systems refuse names past 255 bytes."""
+
 MatrixValue = str | int | float | bool
+
+
+def matrix_value_text(value: MatrixValue) -> str:
+    """How a matrix value appears in an instance id: ``true``, ``15``, ``0.5``, ``rot``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _as_yaml(value: MatrixValue) -> str:
+    """A value as YAML writes it: ``true``, ``3``, and strings quoted (``'true'``)."""
+    return repr(value) if isinstance(value, str) else matrix_value_text(value)
+
+
+def _finite_values(values: Any) -> Any:
+    # Before the union validates them: `.inf` would otherwise fail as each of str, int, float
+    # and bool in turn, four errors for one mistake.
+    if isinstance(values, list):
+        for value in values:
+            if isinstance(value, float) and not math.isfinite(value):
+                shown = ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+                raise ValueError(f"matrix values must be finite numbers, got {shown}")
+    return values
+
+
+def _distinct_ids(values: list[MatrixValue]) -> list[MatrixValue]:
+    """Every value must give its own instance id; two that read the same would be one step."""
+    if not values:
+        raise ValueError("a matrix name needs a list of at least one value")
+    seen: dict[str, MatrixValue] = {}
+    for value in values:
+        text = matrix_value_text(value)
+        if text in seen:
+            first = seen[text]
+            if type(first) is type(value) and first == value:
+                raise ValueError(f"repeats a value: {value!r}; each value makes one instance")
+            raise ValueError(
+                f"values {_as_yaml(first)} and {_as_yaml(value)} both read '{text}' in an "
+                "instance id "
+                f"(step[{text}]), so one instance would silently replace the other; "
+                "keep one of them, or make them differ as text"
+            )
+        seen[text] = value
+    return values
+
+
+MatrixValues = Annotated[
+    list[MatrixValue], BeforeValidator(_finite_values), AfterValidator(_distinct_ids)
+]
 
 
 class CachePolicy(str, Enum):
@@ -93,14 +146,30 @@ class StepSpec(Model):
     ``${name}`` keeps its type). Instance ids are ``id[value]`` (``id[v1,v2]`` for several names).
     """
 
-    id: str = Field(pattern=STEP_ID_PATTERN, description="Unique step id.")
+    id: str = Field(
+        pattern=STEP_ID_PATTERN,
+        description=f"Unique step id: a letter or _, then letters, digits or _ (at most "
+        f"{MAX_STEP_ID_LENGTH} characters).",
+    )
     component: str = Field(description="Registered component key, e.g. 'train'.")
     description: str = ""
-    matrix: dict[str, list[MatrixValue]] | None = None
+    matrix: dict[str, MatrixValues] | None = None
     inputs: dict[str, str | list[str]] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     cache: CachePolicy = CachePolicy.default
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _short_id(cls, value: Any) -> Any:
+        # Checked before the pattern, so an overlong id gets this message rather than none.
+        if isinstance(value, str) and len(value) > MAX_STEP_ID_LENGTH:
+            raise ValueError(
+                f"step id is {len(value)} characters long; at most {MAX_STEP_ID_LENGTH} are "
+                "allowed (ids name folders, Ray tasks and log lines): shorten it and put the "
+                "detail under `description:`"
+            )
+        return value
 
     @field_validator("cache", mode="before")
     @classmethod
@@ -113,14 +182,9 @@ class StepSpec(Model):
     def _matrix_not_empty(
         cls, value: dict[str, list[MatrixValue]] | None
     ) -> dict[str, list[MatrixValue]] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("matrix needs at least one name with a list of values")
-            for name, values in value.items():
-                if not values:
-                    raise ValueError(f"matrix '{name}' has no values")
-                if len({str(v) for v in values}) != len(values):
-                    raise ValueError(f"matrix '{name}' repeats a value: {values}")
+        # Each name's values are checked by `MatrixValues` (located at the name).
+        if value is not None and not value:
+            raise ValueError("matrix needs at least one name with a list of values")
         return value
 
 

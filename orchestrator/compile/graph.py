@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -46,9 +47,10 @@ class Node:
     cache: CachePolicy
     matrix_values: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def upstream(self) -> set[str]:
-        return {s.step_id for b in self.bindings.values() for s in b.sources}
+    @cached_property
+    def upstream(self) -> frozenset[str]:
+        # Cached: the scheduler and compiler ask for it per node many times; bindings are fixed.
+        return frozenset(s.step_id for b in self.bindings.values() for s in b.sources)
 
 
 @dataclass
@@ -62,8 +64,16 @@ class Graph:
     def order(self) -> list[str]:
         return list(self.nodes)
 
+    @cached_property
+    def _children(self) -> dict[str, set[str]]:
+        children: dict[str, set[str]] = {nid: set() for nid in self.nodes}
+        for node in self.nodes.values():
+            for up in node.upstream:
+                children.setdefault(up, set()).add(node.id)
+        return children
+
     def downstream(self, step_id: str) -> set[str]:
-        return {n.id for n in self.nodes.values() if step_id in n.upstream}
+        return set(self._children.get(step_id, ()))
 
     def descendants(self, step_id: str) -> set[str]:
         seen: set[str] = set()

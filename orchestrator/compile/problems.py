@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, get_args, get_origin
 
@@ -13,6 +14,11 @@ from orchestrator.frontend.yaml_source import PathKey, SourceMap
 Locator = Callable[..., Location]  # (path, at_key=False) -> Location
 
 
+def _short_id(step_id: str) -> str:
+    # An overlong id is itself the error; repeating all of it in every location hides the rest.
+    return step_id if len(step_id) <= 40 else step_id[:37] + "..."
+
+
 def display_path(path: PathKey, step_ids: Sequence[str | None] = ()) -> str:
     """``("steps", 1, "config", "lr")`` -> ``steps[1] (teacher).config.lr``."""
     out = ""
@@ -20,7 +26,7 @@ def display_path(path: PathKey, step_ids: Sequence[str | None] = ()) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             if i == 1 and path[0] == "steps" and part < len(step_ids) and step_ids[part]:
-                out += f" ({step_ids[part]})"
+                out += f" ({_short_id(str(step_ids[part]))})"
         else:
             out += ("." if out else "") + str(part)
     return out or "(pipeline)"
@@ -69,6 +75,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def yaml_number(value: float) -> str:
+    """A non-finite float as YAML spells it (``.inf``, ``-.inf``, ``.nan``); others as repr."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return "-.inf" if value < 0 else ".inf"
+    return repr(value)
+
+
+NON_FINITE_HINT = (
+    "use an ordinary number; .inf and .nan are accepted only where a field says so "
+    "(Field(allow_inf_nan=True))"
+)
+
+
 def problems_from_validation_error(
     error: ValidationError,
     prefix: PathKey,
@@ -93,6 +114,14 @@ def problems_from_validation_error(
                 hint = "valid fields: " + ", ".join(known)
         elif item["type"] == "missing":
             message = f"required field '{loc[-1]}' is missing"
+        elif item["type"] == "finite_number":
+            message = f"expected a finite number, got {yaml_number(item['input'])}"
+            hint = NON_FINITE_HINT
+        elif item["type"] in ("value_error", "assertion_error") and "error" in item.get("ctx", {}):
+            # Our validators' own words, without Pydantic's "Value error, " in front.
+            message = str(item["ctx"]["error"])
+            if "input" in item and not isinstance(item["input"], dict | list):
+                message += f" (got {_short(item['input'])})"
         else:
             message = item["msg"]
             if "input" in item and not isinstance(item["input"], dict | list):

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.pipeline import matrix_value_text
+
 REF_PATTERN = re.compile(
     r"^(?P<step>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>[^\]]+)\])?\.(?P<port>[A-Za-z_][A-Za-z0-9_]*)$"
 )
@@ -39,10 +41,11 @@ class Ref:
 
 
 def format_value(value: Any) -> str:
-    """How a matrix value appears in an instance id: ``true``, ``15``, ``0.5``, ``rot``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    """How a matrix value appears in an instance id: ``true``, ``15``, ``0.5``, ``rot``.
+
+    The schema's check that a matrix's values give distinct ids uses the same function.
+    """
+    return matrix_value_text(value)
 
 
 def instance_suffix(values: Mapping[str, Any]) -> str:
@@ -59,6 +62,17 @@ def expand_matrix(matrix: Mapping[str, list[Any]] | None) -> list[dict[str, Any]
         return [{}]
     names = list(matrix)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*matrix.values())]
+
+
+def placeholders(value: Any) -> set[str]:
+    """Every name written as ``${name}`` anywhere in ``value`` (strings inside dicts and lists)."""
+    if isinstance(value, str):
+        return set(PLACEHOLDER.findall(value))
+    if isinstance(value, dict):
+        return set().union(*(placeholders(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(placeholders(v) for v in value))
+    return set()
 
 
 def substitute(value: Any, variables: Mapping[str, Any], unknown: set[str]) -> Any:

@@ -2,8 +2,8 @@
 
 Overrides are applied to the parsed YAML (or to a builder's dumped spec), then the result is
 validated exactly like a file, so an override can never smuggle in what a file could not say.
-Paths are dotted; inside ``steps`` a segment names a step by its id (``steps.distill.config.lr``)
-or, less readably, by its position (``steps.2.config.lr``).
+Paths are dotted; inside ``steps`` a segment names a step by its id
+(``steps.teacher.config.epochs``) or, less readably, by its position (``steps.1.config.epochs``).
 """
 
 from __future__ import annotations
@@ -14,23 +14,27 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError, did_you_mean
+from orchestrator.frontend.yaml_limits import load_value
 from orchestrator.frontend.yaml_source import PathKey, SourceMap
+
+SET_EXAMPLE = "steps.teacher.config.epochs=1"
+"""The `--set` example of help texts and messages; it must work on pipelines/hinton_kd.yaml."""
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
     """``"a.b=3"`` -> ``("a.b", 3)``; the value is read as YAML (numbers, booleans, lists)."""
     if "=" not in text:
-        raise ConfigError(
-            f"--set expects path=value, got '{text}' (e.g. steps.train.config.epochs=1)"
-        )
+        raise ConfigError(f"--set expects path=value, got '{text}' (e.g. --set {SET_EXAMPLE})")
     path, raw = text.split("=", 1)
     path = path.strip()
     if not path:
         raise ConfigError(f"--set '{text}' has an empty path")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        # Bounded like a file: a value on the command line can hold an alias bomb too.
+        value = load_value(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set '{text}': the value is not valid YAML: {e}") from None
+        shown = text if len(text) <= 120 else text[:117] + "..."
+        raise ConfigError(f"--set '{shown}': the value is not valid YAML: {e}") from None
     return path, value
 
 

@@ -4,6 +4,10 @@
 We compose the node tree with the safe loader instead, reject duplicate keys, and keep a map
 from each value's path (("steps", 1, "config", "epochs")) to its line and column, so any later
 error, from Pydantic or from graph validation, can point at the offending line.
+
+Bad input never escapes as a Python traceback: bytes that are not UTF-8, characters YAML does not
+allow, and input that is well-formed but too costly to expand (`yaml_limits`) all become located
+`Problem`s.
 """
 
 from __future__ import annotations
@@ -15,8 +19,20 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError, Location, Problem, ValidationFailed
+from orchestrator.frontend.yaml_limits import BoundedLoader, YAMLLimitExceeded, unshare
 
 PathKey = tuple[str | int, ...]
+
+MAX_SHOWN_LINE = 240
+"""Longer source lines are not quoted under a message (the location still names the column)."""
+
+
+def source_line(lines: list[str], line: int) -> str | None:
+    """The text of 1-based ``line`` to quote under a message, or None if absent or too long."""
+    if not 0 < line <= len(lines) or len(lines[line - 1]) > MAX_SHOWN_LINE:
+        return None
+    # Control characters would act on the terminal; one replacement each keeps the caret aligned.
+    return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in lines[line - 1])
 
 
 @dataclass
@@ -41,15 +57,18 @@ class SourceMap:
             marks = self.key_marks if at_key and prefix in self.key_marks else self.marks
             if prefix in marks:
                 line, col, width = marks[prefix]
-                src = self.lines[line - 1] if 0 < line <= len(self.lines) else None
+                src = source_line(self.lines, line)
                 return Location(display, self.file, line, col, src, width)
         return Location(path=display, file=self.file)
 
 
+def _problem_at_position(file: str, lines: list[str], line: int, col: int, message: str) -> Problem:
+    location = Location("(yaml)", file, line, col, source_line(lines, line))
+    return Problem("config", message, location)
+
+
 def _problem_at(file: str, lines: list[str], mark: Any, message: str) -> Problem:
-    line, col = mark.line + 1, mark.column + 1
-    src = lines[line - 1] if 0 < line <= len(lines) else None
-    return Problem("config", message, Location("(yaml)", file, line, col, src))
+    return _problem_at_position(file, lines, mark.line + 1, mark.column + 1, message)
 
 
 def _position(node: yaml.Node) -> tuple[int, int, int]:
@@ -83,40 +102,86 @@ def _walk(node: yaml.Node, path: PathKey, marks: dict, problems: list[Problem], 
             _walk(item, (*path, i), marks, problems, sm)
 
 
-def load_yaml(path: str | Path) -> tuple[dict[str, Any], SourceMap]:
-    """Parse a pipeline file into plain data and its source map; errors carry file:line:col."""
+def _read_text(path: str | Path) -> str:
+    """The file as text; bytes that are not UTF-8 are a located error, not a traceback."""
     file = str(path)
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"pipeline file not found: {file}") from None
     except OSError as e:
         raise ConfigError(f"cannot read pipeline file {file}: {e}") from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        line_start = raw.rfind(b"\n", 0, e.start) + 1
+        column = len(raw[line_start : e.start].decode("utf-8", errors="replace")) + 1
+        lines = raw.decode("utf-8", errors="replace").splitlines()
+        message = (
+            f"the file is not valid UTF-8: byte 0x{raw[e.start]:02x} cannot be decoded "
+            f"({e.reason}); save the file as UTF-8"
+        )
+        problem = _problem_at_position(file, lines, line, column, message)
+        raise ValidationFailed([problem], source=file) from None
+
+
+def _yaml_problem(file: str, text: str, lines: list[str], error: yaml.YAMLError) -> Problem:
+    """A located `Problem` for any error PyYAML (or our limits) raised."""
+    if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
+        position = error.position
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        # PyYAML gives the character as its code point (an int), or as text in older releases.
+        char = chr(error.character) if isinstance(error.character, int) else error.character
+        shown = f"{char!r} (#x{ord(char):04x})" if len(char) == 1 else repr(char)
+        message = f"invalid YAML: character {shown} is not allowed in a YAML file; remove it"
+        return _problem_at_position(file, lines, line, column, message)
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        prefix = "" if isinstance(error, YAMLLimitExceeded) else "invalid YAML: "
+        message = f"{prefix}{error.problem or error.context}"
+        if mark is not None:
+            return _problem_at(file, lines, mark, message)
+        return Problem("config", message)
+    # e.g. a python/object tag: safe_load refuses to construct it
+    return Problem("config", f"invalid YAML: {error}")
+
+
+def load_yaml(path: str | Path) -> tuple[dict[str, Any], SourceMap]:
+    """Parse a pipeline file into plain data and its source map; errors carry file:line:col.
+
+    The data is a tree: a value written once and used through several aliases is copied, so
+    editing it in one place (``--set``) does not change the others.
+    """
+    file = str(path)
+    text = _read_text(path)
     lines = text.splitlines()
     sm = SourceMap(file=file, lines=lines)
+    problems: list[Problem] = []
+    loader: BoundedLoader | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        message = f"invalid YAML: {e.problem or e.context}"
-        if mark is None:
-            raise ValidationFailed([Problem("config", message)], source=file) from None
-        raise ValidationFailed([_problem_at(file, lines, mark, message)], source=file) from None
-    except yaml.YAMLError as e:  # e.g. a python/object tag: safe_load refuses to construct it
-        raise ValidationFailed([Problem("config", f"invalid YAML: {e}")], source=file) from None
+        loader = BoundedLoader(text)  # checks every character first (ReaderError)
+        node = loader.get_single_node()
+        if node is not None:
+            # Before constructing: the constructor flattens merge keys (<<) into the nodes.
+            _walk(node, (), sm.marks, problems, sm)
+            if problems:
+                raise ValidationFailed(problems, source=file)
+        data = None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise ValidationFailed([_yaml_problem(file, text, lines, e)], source=file) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if node is None or data is None:
         raise ValidationFailed(
             [Problem("config", "the file is empty; a pipeline needs 'name' and 'steps'")],
             source=file,
         )
-    problems: list[Problem] = []
-    _walk(node, (), sm.marks, problems, sm)
-    if problems:
-        raise ValidationFailed(problems, source=file)
     if not isinstance(data, dict):
         raise ValidationFailed(
             [_problem_at(file, lines, node.start_mark, "a pipeline file must be a mapping")],
             source=file,
         )
-    return data, sm
+    return unshare(data), sm

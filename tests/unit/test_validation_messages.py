@@ -1,5 +1,8 @@
 """Each file in tests/resources/bad/ is a broken pipeline; its `# expect:` lines are regexes that
-must all appear in the message `kdorch validate` prints (in order, one per line or more)."""
+must all appear in the message `kdorch validate` prints (in order, one per line or more).
+
+Hostile input is in the corpus too (an alias bomb, 10,000 nested brackets, bytes that are not
+UTF-8, a self-containing alias, a control character): each must give a located message."""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ BAD = sorted((Path(__file__).parent.parent / "resources" / "bad").glob("*.yaml")
 
 
 def expectations(path: Path) -> list[str]:
+    # Bytes: some cases are deliberately not valid UTF-8 (their `# expect:` lines are ASCII).
+    text = path.read_bytes().decode("utf-8", errors="replace")
     return [
         line.split("# expect:", 1)[1].strip()
-        for line in path.read_text().splitlines()
+        for line in text.splitlines()
         if line.startswith("# expect:")
     ]
 
@@ -43,3 +48,11 @@ def test_caret_points_at_the_value() -> None:
     caret = lines[source + 1]
     assert caret.index("^") == lines[source].index("three")
     assert caret.count("^") == len("three")
+
+
+def test_a_long_source_line_is_located_but_not_quoted() -> None:
+    # deep_nesting.yaml's offending line is 20,000 characters: name its column, do not print it.
+    with pytest.raises(KdorchError) as info:
+        validate(Path(__file__).parent.parent / "resources" / "bad" / "deep_nesting.yaml")
+    message = str(info.value)
+    assert "deep_nesting.yaml:4:71:" in message and len(message) < 400
