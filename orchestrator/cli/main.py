@@ -3,51 +3,83 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import inspect
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from orchestrator import api, registry
 from orchestrator.cli.progress import ConsoleReporter, summary_table
+from orchestrator.compile.describe import FieldRow, field_rows, first_paragraph
 from orchestrator.compile.typecheck import type_name
 from orchestrator.errors import ConfigError, GraphError, KdorchError, ValidationFailed
+from orchestrator.frontend.overrides import SET_EXAMPLE
+
+
+class _WholeSummaryGroup(TyperGroup):
+    """Lists each command with the whole first paragraph of its help, wrapped: Click would cut
+    it to fit one line ("Check a pipeline without running it: schema, configs,...")."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, first_paragraph(command.short_help or command.help)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 app = typer.Typer(
+    cls=_WholeSummaryGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain Click-style help: Typer's Rich panels print every flag with a type (`--json <bool>`).
+    rich_markup_mode=None,
     help="kdorch: knowledge-distillation pipelines as typed DAGs on Ray.",
 )
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
-PipelineArg = Annotated[Path, typer.Argument(help="Pipeline YAML file.", show_default=False)]
+# Examples in help texts must work on pipelines/hinton_kd.yaml (tests/unit/test_help_examples.py).
+PipelineArg = Annotated[
+    Path, typer.Argument(help="Pipeline YAML file.", show_default=False, metavar="PIPELINE")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
         "-s",
-        help="Override a value: path=value (repeatable), e.g. steps.distill.config.epochs=1.",
+        metavar="PATH=VALUE",
+        help="Override a value before validation (repeatable). PATH is dotted; a step is named "
+        f"by its id, e.g. --set {SET_EXAMPLE}",
     ),
 ]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", "-p", help="Apply a profile from the file.")
+    str | None,
+    typer.Option("--profile", "-p", metavar="NAME", help="Apply a profile from the file."),
 ]
 StorageOpt = Annotated[
     str | None,
     typer.Option(
         "--storage",
+        metavar="URI",
         help="Artifact store (dir or fsspec URI). Default: $KDORCH_STORAGE, "
         "the file's `storage`, else ./.kdorch",
     ),
@@ -55,14 +87,47 @@ StorageOpt = Annotated[
 AddressOpt = Annotated[
     str | None,
     typer.Option(
-        "--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)."
+        "--address",
+        metavar="ADDRESS",
+        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).",
     ),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 
 
+def kdorch_version() -> str:
+    """The installed distribution's version; from pyproject.toml when running from a source tree
+    that is not installed (a Ray job's working_dir)."""
+    try:
+        return importlib.metadata.version("kdorch")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        text = pyproject.read_text()
+    except OSError:
+        return "unknown"
+    # The first `version = "..."` is [project]'s; a regex keeps Python 3.10 (no tomllib) working.
+    match = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
+    return match.group(1) if match else "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"kdorch {kdorch_version()}")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+]
+
+
 @app.callback()
-def _root(debug: DebugOpt = False) -> None:
+def _root(debug: DebugOpt = False, version: VersionOpt = False) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
 
 
@@ -125,7 +190,8 @@ def run(
         bool, typer.Option("--json", help="Print the run record as JSON on stdout.")
     ] = False,
     executor: Annotated[
-        str, typer.Option(help="ray, or local (in-process, no Ray; for debugging).")
+        Literal["ray", "local"],
+        typer.Option(help="ray, or local (in-process, no Ray; for debugging)."),
     ] = "ray",
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Ray workers' output (not with --json).")
@@ -209,51 +275,85 @@ def graph(
         print(text, end="")
 
 
-def _field_rows(model: Any) -> list[tuple[str, str, str, str]]:
+def component_summary(cls: Any) -> str:
+    """The component's one-line summary: its description, else its docstring's first paragraph
+    (a docstring's first line may end mid-sentence)."""
+    return " ".join(cls.description.split()) if cls.description else first_paragraph(cls.__doc__)
+
+
+def _field_table(title: str, rows: list[FieldRow], own_key: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("field", "type", "default", "description"):
+        table.add_column(column, overflow="fold")  # fold long words, never cut them off
+    # Descriptions written for other places may point here; on this very page that is circular.
+    self_reference = re.compile(rf"\s*\(see `kdorch components {re.escape(own_key)}`\)")
+    for row in rows:
+        description = self_reference.sub("", row.description)
+        name = "  " * row.depth + row.name
+        table.add_row(*(escape(cell) for cell in (name, row.type, row.default, description)))
+    return table
+
+
+def _port_rows(model: Any) -> list[FieldRow]:
+    """Inputs and outputs by type only: the fields of artifact references are not the user's."""
     rows = []
     for name, field in model.model_fields.items():
-        default = (
-            "required"
-            if field.is_required()
-            else repr(field.get_default(call_default_factory=True))
+        default = "required" if field.is_required() else "optional"
+        rows.append(
+            FieldRow(0, name, type_name(field.annotation), default, field.description or "")
         )
-        rows.append((name, type_name(field.annotation), default, field.description or ""))
     return rows
+
+
+def _show_component(cls: Any) -> None:
+    summary = component_summary(cls)
+    out.print(f"[bold]{escape(cls.key)}[/] v{escape(cls.version)} — {escape(summary)}")
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    head, _, rest = doc.partition("\n\n")
+    # When the docstring's first paragraph is the summary printed above, print only the rest.
+    body = rest if first_paragraph(head) == summary else doc
+    if body:
+        out.print(escape(body))
+    res = cls.default_resources.model_dump(exclude_defaults=True)
+    out.print(
+        f"default resources: {escape(str(res or 'none'))}; deterministic: {cls.deterministic}"
+    )
+    out.print(_field_table("config", field_rows(cls.Config), cls.key))
+    out.print(_field_table("inputs", _port_rows(cls.Inputs), cls.key))
+    out.print(_field_table("outputs", _port_rows(cls.Outputs), cls.key))
 
 
 @app.command()
 def components(
-    name: Annotated[str | None, typer.Argument(help="Show one component in detail.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Show one component in detail.", metavar="NAME")
+    ] = None,
 ) -> None:
     """List the registered components, or show one's config fields, inputs and outputs."""
     if name is None:
         table = Table(title="components")
         for column in ("key", "version", "inputs", "outputs", "summary"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for cls in registry.all_components():
             table.add_row(
-                cls.key,
-                cls.version,
-                ", ".join(cls.Inputs.model_fields),
-                ", ".join(cls.Outputs.model_fields),
-                cls.summary(),
+                *map(
+                    escape,
+                    (
+                        cls.key,
+                        cls.version,
+                        ", ".join(cls.Inputs.model_fields),
+                        ", ".join(cls.Outputs.model_fields),
+                        component_summary(cls),
+                    ),
+                )
             )
         out.print(table)
         return
-    cls = registry.get(name)
-    out.print(f"[bold]{cls.key}[/] v{cls.version} — {cls.summary()}")
-    doc = (cls.__doc__ or "").strip()
-    if doc:
-        out.print(doc)
-    res = cls.default_resources.model_dump(exclude_defaults=True)
-    out.print(f"default resources: {res or 'none'}; deterministic: {cls.deterministic}")
-    for title, model in (("config", cls.Config), ("inputs", cls.Inputs), ("outputs", cls.Outputs)):
-        table = Table(title=title)
-        for column in ("field", "type", "default", "description"):
-            table.add_column(column)
-        for row in _field_rows(model):
-            table.add_row(*row)
-        out.print(table)
+    try:
+        cls = registry.get(name)
+    except registry.UnknownComponent as e:
+        raise typer.BadParameter(str(e), param_hint="NAME") from None
+    _show_component(cls)
 
 
 @app.command()
@@ -309,10 +409,36 @@ def submit(
 
 
 _CONFIG_ERRORS = (ValidationFailed, ConfigError, GraphError)
+INTERRUPTED = 130
+
+
+def _say_interrupted() -> None:
+    err.print("[yellow]interrupted[/]: finished steps are committed; run again to resume")
+
+
+# Typer >= 0.2x parses with its own copy of Click, whose exceptions are not `click`'s; older Typer
+# raises Click's own. Both kinds are caught, so usage errors never become tracebacks.
+_USAGE_ERRORS: tuple[type[Exception], ...] = (
+    click.ClickException,
+    *((typer.TyperException,) if hasattr(typer, "TyperException") else ()),
+)
+_EXITS: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+
+
+def _show_usage_error(error: Exception) -> int:
+    """Print a usage error as Click does (usage line, hint, message); its exit code (2)."""
+    show = getattr(error, "show", None)
+    if callable(show):
+        show()
+    else:
+        err.print(f"Error: {escape(str(error))}")
+    return int(getattr(error, "exit_code", 2))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: clean messages and exit codes (2 = bad pipeline, 1 = run failed)."""
+    """Console-script entry: clean messages and exit codes (2 = bad pipeline or usage,
+    1 = run failed, 130 = interrupted)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:  # accepted anywhere on the line, not only before the command
@@ -320,18 +446,21 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Without standalone mode Click returns (not raises) the code of `typer.Exit(code)`.
         code = app(args=args, prog_name="kdorch", standalone_mode=False)
+        if code == INTERRUPTED:  # Typer turns Ctrl-C inside a command into Exit(130)
+            _say_interrupted()
         sys.exit(code if isinstance(code, int) else 0)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except _EXITS as e:
+        sys.exit(getattr(e, "exit_code", 0))
+    except _USAGE_ERRORS as e:
+        if debug:
+            traceback.print_exc()
+        sys.exit(_show_usage_error(e))
+    except _ABORTS:
         err.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: finished steps are committed; run again to resume")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
+    except KeyboardInterrupt:  # outside a command (while Typer starts up)
+        _say_interrupted()
+        sys.exit(INTERRUPTED)
     except KdorchError as e:
         if debug:
             traceback.print_exc()

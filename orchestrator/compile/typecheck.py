@@ -9,7 +9,7 @@ when X fits Y. A single value also fits a ``list[Y]`` input (it arrives as a one
 from __future__ import annotations
 
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 _NUMERIC_WIDENING = {(int, float), (bool, int)}
 
@@ -61,15 +61,40 @@ def fits(produced: Any, accepted: Any) -> bool:
     return produced == accepted
 
 
+def strip_annotated(tp: Any) -> Any:
+    """``X`` for ``Annotated[X, ...]`` (Pydantic's Field metadata, validators), else ``tp``."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
 def type_name(tp: Any) -> str:
-    """A short readable name: ``list[ModelCheckpoint]``, ``LogitShards | None``."""
+    """A short readable name: ``list[ModelCheckpoint]``, ``LogitShards | None``, ``adam | sgd``.
+
+    Metadata of ``Annotated`` is dropped (it is Pydantic's, not part of the type a person
+    writes), and a ``Literal`` reads as its values, as they are written in YAML.
+    """
+    tp = strip_annotated(tp)
     members = _union_members(tp)
     if members is not None:
         return " | ".join(type_name(m) for m in members)
     origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(_literal_text(v) for v in get_args(tp))
     if origin is not None:
-        args = ", ".join(type_name(a) for a in get_args(tp))
-        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+        args = ", ".join("..." if a is Ellipsis else type_name(a) for a in get_args(tp))
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{args}]" if args else name
     if tp is type(None):
         return "None"
+    if tp is Any:
+        return "any"
     return getattr(tp, "__name__", str(tp))
+
+
+def _literal_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)

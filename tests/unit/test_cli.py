@@ -69,8 +69,123 @@ def test_components_list_and_detail(capsys: pytest.CaptureFixture[str]) -> None:
     assert kdorch("components", "toy_scale") == 0
     detail = capsys.readouterr().out
     assert "factor" in detail and "numbers" in detail and "Multiplies every number" in detail
-    assert kdorch("components", "toy_scal") == 1
+    assert kdorch("components", "toy_scal") == 2  # an invalid argument, like any usage error
     assert "did you mean 'toy_scale'" in capsys.readouterr().err
+
+
+def test_components_detail_shows_nested_fields_and_union_members(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert kdorch("components", "distill") == 0
+    detail = capsys.readouterr().out
+    summary = "Distil one or more teachers into a student"
+    assert detail.count(summary) == 1
+    assert "Annotated" not in detail and "discriminator=" not in detail and "…" not in detail
+    assert "see `kdorch components distill`" not in detail
+    rows = {line.split("│")[1].rstrip(): line for line in detail.splitlines() if "│" in line}
+    assert "list of: ce | kd | dkd" in rows[" losses"] and "(chosen by `type`)" in detail
+    assert "one of: mlp | mnist_cnn | resnet_cifar" in rows[" student"]
+    for nested in ("   type: kd", "     temperature", "   arch: mlp", "     hidden", "   lr"):
+        assert nested in rows, f"no row {nested!r}"
+    assert "[256, 128]" in rows["     hidden"] and "Peak learning rate." in rows["   lr"]
+    assert "adam | adamw | sgd" in rows["   name"]
+
+
+def test_components_list_keeps_whole_summaries(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # narrow: long text wraps, it is never cut off
+    assert kdorch("components") == 0
+    listing = " ".join(
+        cell.strip()
+        for line in capsys.readouterr().out.splitlines()
+        for cell in line.split("│")[5:6]
+    )
+    assert "…" not in listing
+    # evaluate's summary spans two docstring lines; it used to stop at "size (parameters,".
+    assert "size (parameters, MACs), single-thread CPU latency" in " ".join(listing.split())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "x.yaml", "--bogus"],
+        ["run"],
+        ["validate"],
+        ["--bogus"],
+        ["nonsense"],
+        ["run", "x.yaml", "--executor", "spark"],
+        ["runs", "--limit", "many"],
+    ],
+)
+def test_usage_errors_are_short_and_exit_2(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kdorch(*args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Usage: kdorch" in err and "Error:" in err
+    assert len(err.splitlines()) <= 6
+
+
+def test_usage_error_with_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert kdorch("run", "x.yaml", "--bogus", "--debug") == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    assert kdorch("--version") == 0
+    assert capsys.readouterr().out.strip() == f"kdorch {version('kdorch')}"
+
+
+def test_version_falls_back_to_the_source_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import importlib.metadata
+
+    cli = importlib.import_module("orchestrator.cli.main")  # the package exports main()
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    pyproject = Path(__file__).parents[2] / "pyproject.toml"
+    expected = next(
+        line.split('"')[1]
+        for line in pyproject.read_text().splitlines()
+        if line.startswith("version")
+    )
+    assert cli.kdorch_version() == expected
+
+
+def test_help_shows_flags_as_flags(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    assert kdorch("--help") == 0
+    top = capsys.readouterr().out
+    assert "<bool>" not in top and "--debug " in top and "--version " in top
+    # whole command summaries, wrapped rather than cut
+    assert "Check a pipeline without running it: schema, configs, edges" in top
+    assert "configs,..." not in top
+    assert kdorch("run", "--help") == 0
+    run_help = capsys.readouterr().out
+    assert "<bool>" not in run_help
+    assert "--json " in run_help and "--set PATH=VALUE" in run_help
+
+
+def test_interrupt_says_how_to_resume(
+    good: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import api
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "validate", interrupted)
+    assert kdorch("validate", str(good)) == 130
+    assert "interrupted" in capsys.readouterr().err
 
 
 def test_graph_mermaid_and_dot(
