@@ -151,7 +151,8 @@ def plan(
     """Show which steps would run and which would come from the cache."""
     steps = api.plan(pipeline, storage=storage, overrides=set_ or [], profile=profile)
     if as_json:
-        print(json.dumps([s.__dict__ for s in steps], indent=1))
+        fields = ("step_id", "component", "action", "key", "reason")
+        print(json.dumps([{f: getattr(s, f) for f in fields} for s in steps], indent=1))
         return
     table = Table(title=f"plan for {pipeline}")
     for column in ("step", "component", "action", "key", "why"):

@@ -145,7 +145,7 @@ def test_config_validation() -> None:
 
 @pytest.mark.parametrize("name", ["../../x", "/abs", "a/b", "..", ".hidden", "x" * 100, "é"])
 def test_split_names_cannot_leave_the_store(name: str) -> None:
-    with pytest.raises(ValidationError, match="split name .* is not allowed"):
+    with pytest.raises(ValidationError, match=r"split name .* is not allowed"):
         DatasetConfig(splits={"train": 0.5, name: 0.5})
 
 
@@ -154,8 +154,13 @@ def parquet_step(uri: str, **extra: object) -> Pipeline:
     p.add(
         "data",
         "dataset",
-        config={"source": "parquet", "uri": uri, "features": ["f1", "f2"], "label": "kind",
-                **extra},
+        config={
+            "source": "parquet",
+            "uri": uri,
+            "features": ["f1", "f2"],
+            "label": "kind",
+            **extra,
+        },
     )
     return p
 

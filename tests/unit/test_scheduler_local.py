@@ -201,3 +201,38 @@ def test_run_record_is_stored(store_dir: Path) -> None:
     store = ArtifactStore(str(store_dir))
     assert store.list_runs() == [record.run_id]
     assert store.read_run(record.run_id) == record
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("value", ["../../escape", "/tmp/abs-escape", "x" * 240, "a/../../b"])
+def test_matrix_values_never_build_paths_outside_the_store(tmp_path: Path, value: str) -> None:
+    store = tmp_path / "deep" / "store"
+    store.parent.mkdir()
+    p = Pipeline("escape")
+    src = p.add("src", "toy_source", config={"count": 1})
+    p.add(  # the value is only a (missing) file to wait for: what matters is the instance id
+        "scaled",
+        "toy_scale",
+        matrix={"tag": [value]},
+        inputs={"numbers": src.numbers},
+        config={"block_file": "${tag}"},
+    )
+    before = files_under(tmp_path)
+    record = run(p.spec, storage=str(store), executor="local")
+    assert record.status == RunStatus.succeeded, [s.error for s in record.steps]
+    new = files_under(tmp_path) - before
+    assert new and all(store in path.parents or path == store for path in new)
+    assert not Path("/tmp/abs-escape").exists()
+
+
+def test_a_moved_store_plans_fully_cached(tmp_path: Path) -> None:
+    run(pipeline().spec, storage=str(tmp_path / "a"), executor="local")
+    shutil.move(str(tmp_path / "a"), str(tmp_path / "b"))
+    forget_verified()
+    steps = plan(pipeline().spec, storage=str(tmp_path / "b"))
+    assert {s.action for s in steps} == {"cached"}
+    again = run(pipeline().spec, storage=str(tmp_path / "b"), executor="local")
+    assert {s.status for s in again.steps} == {StepStatus.cached}
