@@ -37,6 +37,12 @@ class TeacherInference(
     default_resources = Resources(num_cpus=1)
 
     @classmethod
+    def task_resources(cls, config: TeacherInferenceConfig) -> Resources:
+        if config.runs_in_process():  # the teacher runs in the step's own task
+            return Resources(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor)
+        return Resources(num_cpus=0)
+
+    @classmethod
     def resource_demand(cls, config: TeacherInferenceConfig) -> dict[str, float]:
         if config.runs_in_process():
             return {}

@@ -24,6 +24,12 @@ class TrainComponent(Component[TrainConfig, TrainInputs, TrainOutputs]):
     deterministic = False  # DDP reductions and thread scheduling may differ run to run
 
     @classmethod
+    def task_resources(cls, config: TrainConfig) -> Resources:
+        from components.training.resources import task_resources
+
+        return task_resources(config)
+
+    @classmethod
     def resource_demand(cls, config: TrainConfig) -> dict[str, float]:
         from components.training.resources import worker_demand
 

@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.compile.compiler import compile_pipeline, resource_request
+from orchestrator.compile import capacity_problems, compile_pipeline
 from orchestrator.compile.graph import Graph
 from orchestrator.compile.problems import make_locator
-from orchestrator.errors import Problem, RunFailed, ValidationFailed
+from orchestrator.errors import RunFailed, ValidationFailed
 from orchestrator.execution.decide import Decision
 from orchestrator.execution.ray_session import embedded_capacity, ray_session, target_address
 from orchestrator.execution.scheduler import Listener, Scheduler
@@ -77,19 +77,9 @@ def plan(
 def _check_capacity(
     graph: Graph, loaded: LoadedPipeline, resources: dict[str, float], strict: bool
 ) -> None:
+    """The cluster we connected to against what every step needs (`capacity_problems`)."""
     locate = make_locator(loaded.source_map, [s.id for s in loaded.spec.steps])
-    problems = []
-    for node in graph.nodes.values():
-        for name, amount in resource_request(node).items():
-            if amount > resources.get(name, 0.0) + 1e-9:
-                problems.append(
-                    Problem(
-                        "resources",
-                        f"step '{node.id}' needs {amount:g} {name}; the cluster has "
-                        f"{resources.get(name, 0.0):g}",
-                        locate(("steps", node.spec_index, "resources"), at_key=True),
-                    )
-                )
+    problems = capacity_problems(graph.nodes.values(), resources, locate)
     if problems and strict:
         raise ValidationFailed(problems, source=loaded.source)
     for p in problems:  # an autoscaling cluster may still grow to fit

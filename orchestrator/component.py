@@ -66,6 +66,13 @@ class Component(Generic[ConfigT, InputsT, OutputsT]):
         raise NotImplementedError(f"component '{self.key}' does not implement run()")
 
     @classmethod
+    def task_resources(cls, config: ConfigT) -> Resources:
+        """What the step's own Ray task reserves with this config (default: `default_resources`;
+        a step's ``resources:`` overrides it field by field). A component that works in its own
+        process with one config and starts workers with another says so here."""
+        return cls.default_resources
+
+    @classmethod
     def resource_demand(cls, config: ConfigT) -> dict[str, float]:
         """Total cluster resources the step needs beyond its task (e.g. its training workers)."""
         return {}

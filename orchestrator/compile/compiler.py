@@ -67,13 +67,37 @@ def _some_ids(instances: list[_Instance]) -> str:
     return ", ".join(ids)
 
 
-def merged_resources(component: type[Component], step: StepSpec) -> Resources:
-    """The component's default resources, overridden field by field by the step's."""
-    base = component.default_resources.model_dump()
+def merged_resources(component: type[Component], step: StepSpec, config: Any = None) -> Resources:
+    """The resources of the step's task: what the component asks for with this config
+    (`Component.task_resources`), overridden field by field by the step's ``resources``."""
+    own = component.task_resources(config) if config is not None else component.default_resources
+    base = own.model_dump()
     for name, value in step.resources.model_dump().items():
         if value is not None and value != {}:
             base[name] = value
     return Resources(**base)
+
+
+def capacity_problems(
+    nodes: Iterable[Node], capacity: Mapping[str, float], locate: Locator
+) -> list[Problem]:
+    """A problem for every node that needs more of a resource than ``capacity`` has (the one
+    capacity check: compile-time for an embedded Ray, and against a cluster once connected)."""
+    problems = []
+    for node in nodes:
+        for name, amount in resource_request(node).items():
+            have = capacity.get(name, 0.0)
+            if amount > have + 1e-9:
+                problems.append(
+                    Problem(
+                        "resources",
+                        f"step '{node.id}' needs {amount:g} {name} but the cluster has {have:g}",
+                        locate(("steps", node.spec_index, "resources"), at_key=True),
+                        "lower the step's resources/workers, or run on a cluster that has them "
+                        "(--address)",
+                    )
+                )
+    return problems
 
 
 def resource_request(node: Node) -> dict[str, float]:
@@ -404,18 +428,7 @@ class _Compiler:
     def check_resources(
         self, graph_nodes: Mapping[str, Node], capacity: Mapping[str, float]
     ) -> None:
-        for node in graph_nodes.values():
-            for name, amount in resource_request(node).items():
-                have = capacity.get(name, 0.0)
-                if amount > have + 1e-9:
-                    self.add(
-                        "resources",
-                        f"step '{node.id}' needs {amount:g} {name} but the cluster has {have:g}",
-                        ("steps", node.spec_index, "resources"),
-                        "lower the step's resources/workers, or run on a cluster that has them "
-                        "(--address)",
-                        at_key=True,
-                    )
+        self.report(capacity_problems(graph_nodes.values(), capacity, self.locate))
 
     def run(self, capacity: Mapping[str, float] | None) -> Graph:
         self.check_ids()
@@ -436,7 +449,7 @@ class _Compiler:
                     component=cls,
                     config=config,
                     bindings=bindings,
-                    resources=merged_resources(cls, inst.step),
+                    resources=merged_resources(cls, inst.step, config),
                     cache=inst.step.cache,
                     matrix_values=inst.values,
                 )

@@ -236,32 +236,26 @@ class Scheduler:
         """Run every step; returns the record (status failed if any step failed)."""
         for nid in self.graph.order:
             self.emit(EventKind.planned, nid)
-        waiting = {nid: len(self.graph.nodes[nid].upstream) for nid in self.graph.order}
-        children: dict[str, list[str]] = {nid: [] for nid in self.graph.order}
-        for nid in self.graph.order:
-            for up in self.graph.nodes[nid].upstream:
-                children[up].append(nid)
+        graph = self.graph
+        position = {nid: i for i, nid in enumerate(graph.order)}
+        waiting = {nid: len(graph.nodes[nid].upstream) for nid in graph.order}
         ready_ids = deque(nid for nid, n in waiting.items() if n == 0)  # inputs known, graph order
         ready: dict[str, StepTask] = {}  # not cached, waiting for a slot (in graph order)
         running: dict[object, str] = {}
         blocked: set[str] = set()  # failed or skipped
 
         def done(nid: str) -> None:  # a step's outputs exist: its children may become ready
-            for child in children[nid]:
+            for child in sorted(graph.downstream(nid), key=position.__getitem__):
                 waiting[child] -= 1
                 if waiting[child] == 0:
                     ready_ids.append(child)
 
-        def block(nid: str, why: str) -> None:
-            stack = [(c, why) for c in children[nid]]
-            while stack:
-                child, reason = stack.pop()
-                if child in blocked:
-                    continue
+        def block(nid: str) -> None:
+            why = f"upstream failed: {nid}"
+            for child in sorted(graph.descendants(nid) - blocked, key=position.__getitem__):
                 blocked.add(child)
-                self.update(child, status=StepStatus.skipped, reason=reason)
-                self.emit(EventKind.skipped, child, message=reason)
-                stack += [(c, f"upstream failed: {child}") for c in children[child]]
+                self.update(child, status=StepStatus.skipped, reason=why)
+                self.emit(EventKind.skipped, child, message=why)
 
         try:
             while ready_ids or ready or running:
@@ -285,7 +279,7 @@ class Scheduler:
                 self.finish(self.graph.nodes[nid], outcome)
                 if outcome.error is not None:
                     blocked.add(nid)
-                    block(nid, f"upstream failed: {nid}")
+                    block(nid)
                 else:
                     done(nid)
                 self.persist()
