@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -10,6 +10,9 @@ from pydantic import BaseModel
 from orchestrator import Component, StepContext
 from schemas.components.dataset import DatasetConfig, DatasetOutputs
 from schemas.pipeline import Resources
+
+if TYPE_CHECKING:
+    from components.artifacts.datasets import SplitArrays
 
 
 class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
@@ -68,10 +71,14 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
         if cfg.rotation:
             x = rotate_images(x, cfg.rotation)
             transform += f";rotate:{cfg.rotation:g}"
-        splits = {
-            name: SplitArrays(x[idx], y[idx], row_id[idx])
-            for name, idx in stratified_split(y, cfg.splits, cfg.seed).items()
-        }
+        if cfg.domains is None:
+            splits = {
+                name: SplitArrays(x[idx], y[idx], row_id[idx])
+                for name, idx in stratified_split(y, cfg.splits, cfg.seed).items()
+            }
+        else:
+            splits = self.rotated_domains(SplitArrays(x, y, row_id))
+            transform += ";domains:" + ",".join(f"{a:g}" for a in cfg.domains.angles)
         ctx.log(
             "%s: %s rows %s, shape %s",
             cfg.source,
@@ -87,6 +94,40 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
             class_names=raw.class_names,
             source=cfg.source if cfg.source != "parquet" else str(cfg.uri),
             domain=f"rot{cfg.rotation:g}" if cfg.rotation else "",
+            domains=cfg.domains.names() if cfg.domains else [],
             transform=transform,
         )
         return DatasetOutputs(dataset=dataset)
+
+    def rotated_domains(self, rows: SplitArrays) -> dict[str, SplitArrays]:
+        """DomainBed's Rotated-MNIST: disjoint class-balanced parts, one per angle, each rotated
+        and split on its own, so every split holds every domain in the same proportions."""
+        from components.artifacts.datasets import SplitArrays
+        from components.data.transforms import rotate_images, stratified_split
+
+        cfg = self.config
+        assert cfg.domains is not None
+        angles = cfg.domains.angles
+        parts = stratified_split(
+            rows.y, {str(i): 1 / len(angles) for i in range(len(angles))}, cfg.seed
+        )
+        pieces: dict[str, list[SplitArrays]] = {name: [] for name in cfg.splits}
+        for i, angle in enumerate(angles):
+            part = rows.take(parts[str(i)])
+            part = SplitArrays(
+                rotate_images(part.x, angle),
+                part.y,
+                part.row_id,
+                np.full(len(part), i, dtype=np.int64),
+            )
+            for name, idx in stratified_split(part.y, cfg.splits, cfg.seed + 1 + i).items():
+                pieces[name].append(part.take(idx))
+        return {
+            name: SplitArrays(
+                np.concatenate([p.x for p in chunks]),
+                np.concatenate([p.y for p in chunks]),
+                np.concatenate([p.row_id for p in chunks]),
+                np.concatenate([p.domain for p in chunks if p.domain is not None]),
+            )
+            for name, chunks in pieces.items()
+        }

@@ -70,7 +70,8 @@ class Dataset(ArtifactRef):
     """A labelled dataset as Parquet, one folder per split (``<uri>/<split>/part-*.parquet``).
 
     Columns: ``row_id`` (int64, stable: the row's index in its source, so caches keyed by it
-    stay valid), ``x`` (fixed_size_list<float32>[prod(feature_shape)]) and ``y`` (int64).
+    stay valid), ``x`` (fixed_size_list<float32>[prod(feature_shape)]) and ``y`` (int64); a
+    multi-domain dataset adds ``domain`` (int64, an index into ``domains``).
     """
 
     splits: dict[str, int] = Field(description="Rows per split, e.g. {'train': 3000, ...}.")
@@ -79,9 +80,22 @@ class Dataset(ArtifactRef):
     class_names: list[str] = Field(default_factory=list)
     source: str = Field(description="Where the rows came from (e.g. 'mnist5k').")
     domain: str = Field("", description="Domain variant, e.g. 'rot30' (empty: the original).")
+    domains: list[str] = Field(
+        default_factory=list,
+        description="A multi-domain dataset's domain names; rows carry an index into this list.",
+    )
     transform: str = Field(
         "", description="Deterministic preprocessing applied to x (part of logit-cache identity)."
     )
+
+    def domain_ids(self, names: list[str]) -> list[int]:
+        """The indices of domain ``names``; a clear error for a name the dataset lacks."""
+        unknown = [n for n in names if n not in self.domains]
+        if unknown:
+            raise KeyError(
+                f"dataset {self.source} has no domain {unknown} (domains: {self.domains or 'none'})"
+            )
+        return [self.domains.index(n) for n in names]
 
     def split_path(self, split: str) -> str:
         if split not in self.splits:
@@ -132,4 +146,29 @@ class EvalReport(ArtifactRef):
     groups: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="Models sharing a name (e.g. seeds): '<metric>_mean' and '<metric>_std'.",
+    )
+
+
+class SearchRanking(ArtifactRef):
+    """``ranking.parquet``: every distinct candidate a student search scored, best first.
+
+    Columns: ``rank`` (1 = best), ``key`` (arch and knobs, readable), ``arch``, ``knobs`` and
+    ``spec`` (JSON), ``parameters``, ``macs`` (per input row), ``score`` and its terms
+    (``semantic``, ``relation``: the distances M_s, M_r), ``origin`` (random or mutation) and
+    ``first_seen`` (position in the search). ``history.json`` lists every evaluation in order.
+    """
+
+    candidates: int = Field(description="Rows of the table (distinct candidates).")
+    evaluations: int = Field(description="Evaluations of the search, repeats included.")
+    best: str = Field(description="Key of the best candidate.")
+
+
+class SearchValidation(ArtifactRef):
+    """``validation.json`` (per sampled candidate: score, terms, size, distilled accuracy; rank
+    correlations) and ``scatter_<predictor>.png`` (accuracy against each predictor)."""
+
+    sample: int = Field(description="Candidates distilled.")
+    correlations: dict[str, dict[str, float | None]] = Field(
+        description="Per predictor (score, semantic, relation, parameters, macs): kendall_tau, "
+        "spearman_rho, their p-values, n; null where undefined (a constant predictor)."
     )

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from schemas.base import Model
+from schemas.storage import StorageOptions
 
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_STEP_ID_LENGTH = 64
@@ -198,8 +199,15 @@ class PipelineSpec(Model):
         description="Artifact store: a local directory or any fsspec URI (s3://bucket/prefix). "
         "Default: $KDORCH_STORAGE, else ./.kdorch in the current directory.",
     )
-    storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="fsspec options for the store, e.g. client_kwargs."
+    storage_options: StorageOptions = Field(
+        default_factory=StorageOptions,
+        description="How to reach the store: endpoint_url, region, profile, or key/secret (kept "
+        "secret; the AWS_* environment variables work too).",
+    )
+    params: dict[str, MatrixValue] = Field(
+        default_factory=dict,
+        description="Pipeline parameters: `${name}` in any step's config or inputs takes the "
+        "value; change one with `--set params.NAME=VALUE` or a profile.",
     )
     ray: RaySettings = Field(default_factory=RaySettings)
     profiles: dict[str, dict[str, Any]] = Field(

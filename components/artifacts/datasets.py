@@ -35,14 +35,24 @@ _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @dataclass
 class SplitArrays:
-    """One split in memory: ``x`` shaped (N, *feature_shape), ``y`` and ``row_id`` (N,)."""
+    """One split in memory: ``x`` shaped (N, *feature_shape), ``y`` and ``row_id`` (N,), and
+    ``domain`` (N,) for a multi-domain dataset."""
 
     x: np.ndarray
     y: np.ndarray
     row_id: np.ndarray
+    domain: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def take(self, rows: np.ndarray) -> SplitArrays:
+        return SplitArrays(
+            self.x[rows],
+            self.y[rows],
+            self.row_id[rows],
+            None if self.domain is None else self.domain[rows],
+        )
 
 
 def check_split_name(name: str) -> str:
@@ -55,13 +65,17 @@ def check_split_name(name: str) -> str:
     return name
 
 
-def to_table(x: np.ndarray, y: np.ndarray, row_id: np.ndarray) -> pa.Table:
-    flat = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
+def to_table(arrays: SplitArrays) -> pa.Table:
+    flat = np.ascontiguousarray(arrays.x.reshape(len(arrays), -1), dtype=np.float32)
     values = pa.array(flat.reshape(-1), type=pa.float32())
-    features = pa.FixedSizeListArray.from_arrays(values, flat.shape[1])
-    return pa.table(
-        {"row_id": pa.array(row_id, pa.int64()), "x": features, "y": pa.array(y, pa.int64())}
-    )
+    columns = {
+        "row_id": pa.array(arrays.row_id, pa.int64()),
+        "x": pa.FixedSizeListArray.from_arrays(values, flat.shape[1]),
+        "y": pa.array(arrays.y, pa.int64()),
+    }
+    if arrays.domain is not None:
+        columns["domain"] = pa.array(arrays.domain, pa.int64())
+    return pa.table(columns)
 
 
 def parquet_bytes(table: pa.Table, **options: Any) -> bytes:
@@ -85,11 +99,7 @@ def write_dataset(
     `Dataset` with ``splits`` and ``feature_shape`` filled in from the arrays."""
     path = ctx.output_path(port)
     for name, arrays in splits.items():
-        write_split(
-            ctx.store,
-            f"{path}/{check_split_name(name)}",
-            to_table(arrays.x, arrays.y, arrays.row_id),
-        )
+        write_split(ctx.store, f"{path}/{check_split_name(name)}", to_table(arrays))
     first = next(iter(splits.values()))
     return Dataset(
         path=path,
@@ -123,7 +133,30 @@ def read_split(store: ArtifactStore, dataset: Dataset, split: str) -> SplitArray
         x=np.array(x, copy=True),
         y=table.column("y").to_numpy().copy(),
         row_id=table.column("row_id").to_numpy().copy(),
+        domain=table.column("domain").to_numpy().copy() if "domain" in table.column_names else None,
     )
+
+
+def select_domains(
+    arrays: SplitArrays,
+    dataset: Dataset,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> SplitArrays:
+    """The rows of domains ``include`` (all if None) minus ``exclude``, by domain name."""
+    if include is None and not exclude:
+        return arrays
+    if arrays.domain is None:
+        raise ValueError(
+            f"domains were selected, but dataset {dataset.source} has no domains (set "
+            "`domains` in its dataset step)"
+        )
+    keep = np.ones(len(arrays), dtype=bool)
+    if include is not None:
+        keep &= np.isin(arrays.domain, dataset.domain_ids(include))
+    if exclude:
+        keep &= ~np.isin(arrays.domain, dataset.domain_ids(exclude))
+    return arrays.take(np.flatnonzero(keep))
 
 
 def split_source(

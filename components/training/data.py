@@ -21,6 +21,7 @@ import pyarrow as pa
 from components.artifacts.datasets import (
     fixed_list_to_numpy,
     read_split,
+    select_domains,
     split_source,
 )
 from components.artifacts.logits import TEACHER_COLUMNS, check_matches_dataset, read_teacher_table
@@ -103,10 +104,17 @@ def align_teacher(table: pa.Table, row_id: np.ndarray, index: int, where: str) -
 
 
 def held_columns(
-    store: ArtifactStore, dataset: Dataset, split: str, teachers: list[LogitShards]
+    store: ArtifactStore,
+    dataset: Dataset,
+    split: str,
+    teachers: list[LogitShards],
+    settings: TrainingSettings | None = None,
 ) -> Columns:
-    """One split in memory with its teacher columns, rows in ``row_id`` order."""
+    """One split in memory with its teacher columns, rows in ``row_id`` order (only the
+    domains ``settings`` selects)."""
     arrays = read_split(store, dataset, split)
+    if settings is not None:
+        arrays = select_domains(arrays, dataset, settings.domains, settings.exclude_domains)
     order = np.argsort(arrays.row_id, kind="stable")
     columns: Columns = {
         "row_id": arrays.row_id[order],
@@ -139,14 +147,36 @@ class TeacherJoin:
         return batch
 
 
+class DomainFilter:
+    """`map_batches` callable: keeps the rows of the selected domain ids."""
+
+    def __init__(self, keep: list[int]):
+        self.keep = np.asarray(keep, dtype=np.int64)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        mask = np.isin(batch.column("domain").to_numpy(), self.keep)
+        return batch.filter(pa.array(mask))
+
+
 def streamed_dataset(
-    store: ArtifactStore, dataset: Dataset, split: str, teachers: list[LogitShards]
+    store: ArtifactStore,
+    dataset: Dataset,
+    split: str,
+    teachers: list[LogitShards],
+    settings: TrainingSettings | None = None,
 ) -> Any:
     """One split as a Ray Data dataset (files verified first), teacher columns joined."""
     import ray.data
 
     filesystem, paths = split_source(store, dataset, [split])
     ds = ray.data.read_parquet(paths, filesystem=filesystem)
+    if settings is not None and (settings.domains is not None or settings.exclude_domains):
+        keep = [
+            i
+            for i in dataset.domain_ids(settings.domains or dataset.domains)
+            if i not in dataset.domain_ids(settings.exclude_domains)
+        ]
+        ds = ds.map_batches(DomainFilter, fn_constructor_args=(keep,), batch_format="pyarrow")
     if not teachers:
         return ds
     tables = [read_teacher_table(store, cache, split) for cache in teachers]
@@ -178,10 +208,11 @@ def prepare_data(
     wanted = {"train": teachers, settings.eval_split: []}
     for split in wanted:
         dataset.split_path(split)  # a clear KeyError naming the splits there are
+    dataset.domain_ids([*(settings.domains or []), *settings.exclude_domains])
     data = TrainingData()
     for split, how in plan_data(dataset, wanted, settings).items():
         if how == "held":
-            data.held[split] = held_columns(store, dataset, split, wanted[split])
+            data.held[split] = held_columns(store, dataset, split, wanted[split], settings)
         else:
-            data.streamed[split] = streamed_dataset(store, dataset, split, wanted[split])
+            data.streamed[split] = streamed_dataset(store, dataset, split, wanted[split], settings)
     return data

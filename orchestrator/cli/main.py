@@ -26,7 +26,13 @@ from orchestrator import api, registry
 from orchestrator.cli.progress import ConsoleReporter, summary_table
 from orchestrator.compile.describe import FieldRow, field_rows, first_paragraph
 from orchestrator.compile.typecheck import type_name
-from orchestrator.errors import ConfigError, GraphError, KdorchError, ValidationFailed
+from orchestrator.errors import (
+    ConfigError,
+    GraphError,
+    KdorchError,
+    StorageError,
+    ValidationFailed,
+)
 from orchestrator.frontend.overrides import SET_EXAMPLE
 
 
@@ -409,7 +415,8 @@ def submit(
         raise typer.Exit(code)
 
 
-_CONFIG_ERRORS = (ValidationFailed, ConfigError, GraphError)
+# Problems the user fixes in the pipeline, its options or its storage settings: exit 2.
+_CONFIG_ERRORS = (ValidationFailed, ConfigError, GraphError, StorageError)
 INTERRUPTED = 130
 
 

@@ -162,16 +162,27 @@ class _Compiler:
     def check_placeholders(self, i: int, step: StepSpec) -> set[str]:
         """Report unknown placeholders and unused matrix names once per step; the unknown ones."""
         names = list(step.matrix or {})
+        params = list(self.spec.params)
         used = placeholders(step.config) | placeholders(step.inputs)
-        unknown = used - set(names)
+        unknown = used - set(names) - set(params)
         for name in sorted(unknown):
             shown = ", ".join(names) or "none: this step has no matrix"
+            if params:
+                shown += f"; pipeline params: {', '.join(params)}"
             self.add(
                 "config",
                 f"placeholder '${{{name}}}' has no value (matrix names: {shown})",
                 ("steps", i),
-                did_you_mean(name, names),
+                did_you_mean(name, [*names, *params]),
             )
+        for name in names:
+            if name in self.spec.params:
+                self.add(
+                    "config",
+                    f"matrix name '{name}' is also a pipeline param: rename one of them",
+                    ("steps", i, "matrix", name),
+                    at_key=True,
+                )
         # With a misspelt placeholder the name it meant looks unused: one message is enough.
         unused = {n for n in names if n not in used} if not unknown else set()
         for name in names:
@@ -199,8 +210,9 @@ class _Compiler:
             rows: list[_Instance] = []
             by_suffix: dict[str, _Instance] = {}
             for values in expand_matrix(step.matrix):
-                config = substitute(step.config, values, set())
-                inputs = substitute(step.inputs, values, set())
+                variables = {**self.spec.params, **values}  # params: the same in every step
+                config = substitute(step.config, variables, set())
+                inputs = substitute(step.inputs, variables, set())
                 inst = _Instance(
                     instance_id(step.id, values), i, step, values, config, inputs, bool(unknown)
                 )

@@ -13,6 +13,29 @@ from schemas.storage import StorageOptions
 SPLIT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+class RotatedDomains(Model):
+    """DomainBed's Rotated-MNIST: the rows are cut into one disjoint, class-balanced part per
+    angle (seeded by the dataset's ``seed``), and each part is rotated by its angle. Every row
+    keeps its domain (``rot<angle>``), and each split holds every domain in the same
+    proportions, so one artifact serves leave-one-domain-out experiments."""
+
+    angles: list[float] = Field(
+        default_factory=lambda: [0.0, 15.0, 30.0, 45.0, 60.0, 75.0],
+        min_length=2,
+        description="One domain per angle, in degrees (DomainBed: 0, 15, ..., 75).",
+    )
+
+    @field_validator("angles")
+    @classmethod
+    def _distinct(cls, value: list[float]) -> list[float]:
+        if len({f"{a:g}" for a in value}) != len(value):
+            raise ValueError(f"angles must be distinct, got {value}")
+        return value
+
+    def names(self) -> list[str]:
+        return [f"rot{a:g}" for a in self.angles]
+
+
 class DatasetConfig(Model):
     """Which data, how it is split, and which domain variant."""
 
@@ -42,7 +65,12 @@ class DatasetConfig(Model):
     )
     seed: int = Field(0, description="Seed of the split; the same seed gives the same rows.")
     rotation: float = Field(
-        0.0, description="Rotate images by this many degrees (Rotated-MNIST domains)."
+        0.0, description="Rotate every image by this many degrees (one domain)."
+    )
+    domains: RotatedDomains | None = Field(
+        None,
+        description="Several rotated domains in one dataset, as DomainBed's Rotated-MNIST (rows "
+        "carry their domain; training and evaluation can select domains).",
     )
     max_rows: int | None = Field(
         None, ge=10, description="Keep a stratified subset (small profiles)."
@@ -64,6 +92,12 @@ class DatasetConfig(Model):
         if abs(sum(value.values()) - 1.0) > 1e-6:
             raise ValueError(f"split fractions must sum to 1, got {sum(value.values()):g}")
         return value
+
+    @model_validator(mode="after")
+    def _one_kind_of_rotation(self) -> DatasetConfig:
+        if self.domains is not None and self.rotation:
+            raise ValueError("give either `rotation` (one domain) or `domains`, not both")
+        return self
 
     @model_validator(mode="after")
     def _parquet_needs_uri(self) -> DatasetConfig:

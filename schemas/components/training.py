@@ -66,6 +66,16 @@ class TrainingSettings(Model):
         description="Output weights: the last epoch's, or the best by val accuracy.",
     )
     eval_split: str = Field("val", description="Split evaluated after every epoch.")
+    domains: list[str] | None = Field(
+        None,
+        description="Train and validate only on rows of these domains (a multi-domain "
+        "dataset, e.g. [rot15, rot30]). Default: every domain.",
+    )
+    exclude_domains: list[str] = Field(
+        default_factory=list,
+        description="Leave these domains out of training and validation (e.g. the held-out "
+        "target domain).",
+    )
     shuffle_buffer: int = Field(
         2048, ge=0, description="Rows in each worker's local shuffle buffer (streamed data)."
     )
