@@ -8,6 +8,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from orchestrator import Component, StepContext
+from orchestrator.component import ConfigIssue
+from schemas.artifacts import Normalization
 from schemas.components.dataset import DatasetConfig, DatasetOutputs
 from schemas.pipeline import Resources
 
@@ -16,11 +18,18 @@ if TYPE_CHECKING:
 
 
 class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
-    """Load bundled or Parquet data, split it by seed, optionally rotate it (one domain).
+    """Load bundled or Parquet data, split it by seed, standardise it, optionally rotate it.
 
     Output: a `Dataset` with one Parquet folder per split; `row_id` is each row's index in its
     source, so it is stable across seeds, subsets and domains. A Parquet source's content is
     part of the step's key: overwrite the file and the step runs again.
+
+    Parquet features are standardised by default (`normalize: standard`): per-feature mean and
+    std fitted on the train split only, applied to every split before it is written and
+    recorded in the artifact (`Dataset.normalization`), so every consumer sees the same data.
+    The labels are checked: a float label needs `label_kind: categorical`, and every split
+    must hold every class. `kdorch validate` checks a Parquet source's files, columns and types
+    from the footers alone (`check_config`).
     """
 
     key = "dataset"
@@ -28,6 +37,13 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
     Config = DatasetConfig
     Outputs = DatasetOutputs
     default_resources = Resources(num_cpus=1)
+
+    @classmethod
+    def check_config(cls, config: DatasetConfig) -> list[ConfigIssue]:
+        """A Parquet source's files, columns and types, from its footers (no rows read)."""
+        from components.data.footer import check_parquet_source
+
+        return check_parquet_source(config)
 
     @classmethod
     def external_fingerprint(cls, config: DatasetConfig) -> dict[str, Any]:
@@ -43,6 +59,7 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
 
     def run(self, inputs: BaseModel, ctx: StepContext) -> DatasetOutputs:
         from components.artifacts.datasets import SplitArrays, write_dataset
+        from components.data.labels import check_class_count, check_splits_hold_every_class
         from components.data.sources import load_digits, load_mnist5k, load_parquet
         from components.data.transforms import rotate_images, stratified_split
 
@@ -60,13 +77,17 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
                 feature_shape=cfg.feature_shape,
                 id_column=cfg.id_column,
                 options=cfg.storage_options,
+                label_kind=cfg.label_kind,
             )
         x, y, row_id = raw.x, raw.y, raw.row_id
+        where = cfg.uri if cfg.source == "parquet" else cfg.source
+        num_classes = len(raw.class_names) if raw.class_names else int(np.max(y)) + 1
         if cfg.max_rows is not None and cfg.max_rows < len(y):
             keep = stratified_split(
                 y, {"keep": cfg.max_rows / len(y), "drop": 1 - cfg.max_rows / len(y)}, cfg.seed
             )["keep"]
             x, y, row_id = x[keep], y[keep], row_id[keep]
+        check_class_count(len(np.unique(y)), len(y), source=str(where), column=cfg.label)
         transform = raw.transform
         if cfg.rotation:
             x = rotate_images(x, cfg.rotation)
@@ -79,6 +100,16 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
         else:
             splits = self.rotated_domains(SplitArrays(x, y, row_id))
             transform += ";domains:" + ",".join(f"{a:g}" for a in cfg.domains.angles)
+        check_splits_hold_every_class(
+            {name: a.y for name, a in splits.items()},
+            raw.class_names or [str(c) for c in range(num_classes)],
+            source=str(where),
+        )
+        normalization = None
+        if cfg.normalization() == "standard":
+            splits, normalization = standardize_splits(splits, cfg.fit_split())
+            step = f"standardize:{normalization.fitted_on}"
+            transform = step if transform in ("", "none") else f"{transform};{step}"
         ctx.log(
             "%s: %s rows %s, shape %s",
             cfg.source,
@@ -90,12 +121,13 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
             ctx,
             "dataset",
             splits,
-            num_classes=len(raw.class_names) if raw.class_names else int(np.max(y)) + 1,
+            num_classes=num_classes,
             class_names=raw.class_names,
             source=cfg.source if cfg.source != "parquet" else str(cfg.uri),
             domain=f"rot{cfg.rotation:g}" if cfg.rotation else "",
             domains=cfg.domains.names() if cfg.domains else [],
             transform=transform,
+            normalization=normalization,
         )
         return DatasetOutputs(dataset=dataset)
 
@@ -131,3 +163,16 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
             )
             for name, chunks in pieces.items()
         }
+
+
+def standardize_splits(
+    splits: dict[str, SplitArrays], fit_on: str
+) -> tuple[dict[str, SplitArrays], Normalization]:
+    """Every split standardised with the per-feature mean/std of split ``fit_on`` only."""
+    from dataclasses import replace
+
+    from components.data.transforms import fit_standardization, standardize
+
+    mean, std = fit_standardization(splits[fit_on].x)
+    out = {name: replace(a, x=standardize(a.x, mean, std)) for name, a in splits.items()}
+    return out, Normalization(fitted_on=fit_on, mean=mean.tolist(), std=std.tolist())

@@ -6,7 +6,7 @@ Public API::
 """
 
 from orchestrator.api import load, plan, run, validate
-from orchestrator.component import Component, NoInputs
+from orchestrator.component import Component, ConfigIssue, NoInputs
 from orchestrator.errors import (
     ArtifactError,
     ComponentError,
@@ -29,6 +29,7 @@ __all__ = [
     "Component",
     "ComponentError",
     "ConfigError",
+    "ConfigIssue",
     "GraphError",
     "KdorchError",
     "NoInputs",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.compile import capacity_problems, compile_pipeline
+from orchestrator.compile.external import config_check_problems
 from orchestrator.compile.graph import Graph
 from orchestrator.compile.problems import make_locator
 from orchestrator.errors import RunFailed, ValidationFailed
@@ -33,8 +34,19 @@ def load(
     return load_pipeline(source, overrides, profile)
 
 
-def _compile(loaded: LoadedPipeline, capacity: dict[str, float] | None) -> Graph:
-    return compile_pipeline(loaded.spec, loaded.source_map, capacity)
+def _compile(
+    loaded: LoadedPipeline, capacity: dict[str, float] | None, *, check_data: bool = True
+) -> Graph:
+    """The compiled graph; then, unless ``check_data`` is off, each step's look at the world
+    outside the pipeline (`Component.check_config`: data files, columns), reported as located
+    problems like the rest."""
+    graph = compile_pipeline(loaded.spec, loaded.source_map, capacity)
+    if check_data:
+        locate = make_locator(loaded.source_map, [s.id for s in loaded.spec.steps])
+        problems = config_check_problems(graph.nodes.values(), locate)
+        if problems:
+            raise ValidationFailed(problems, source=loaded.source)
+    return graph
 
 
 def validate(
@@ -43,13 +55,16 @@ def validate(
     overrides: Sequence[str] = (),
     profile: str | None = None,
     address: str | None = None,
+    check_data: bool = True,
 ) -> Graph:
     """Every check that needs no cluster; resources are checked against the embedded Ray's size
-    when the pipeline would run on one."""
+    when the pipeline would run on one. ``check_data`` also looks at the data steps read from
+    outside the store (Parquet footers; off for `kdorch submit`, whose run checks it on the
+    cluster, which may reach data this machine cannot)."""
     loaded = load(source, overrides, profile)
     embedded = target_address(loaded.spec.ray, address) is None
     capacity = embedded_capacity(loaded.spec.ray) if embedded else None
-    return _compile(loaded, capacity)
+    return _compile(loaded, capacity, check_data=check_data)
 
 
 def open_store(spec: PipelineSpec, storage: str | None, *, write: bool = True) -> ArtifactStore:

@@ -19,6 +19,7 @@ download) and for components that opt out with ``fingerprint_code = False``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -33,6 +34,20 @@ class NoInputs(BaseModel):
     """For components that take nothing (data sources)."""
 
     model_config = {"extra": "forbid", "frozen": True}
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """A problem with a step's config that only a look outside the pipeline finds (a data file
+    that is missing, a column it lacks): `Component.check_config` returns these, and validation
+    reports them located in the file like every other problem.
+    """
+
+    message: str
+    #: Dotted path under the step's ``config`` the issue is about (``uri``, ``features.2`` for
+    #: a list's third item); "" for the config as a whole.
+    field: str = ""
+    hint: str | None = None
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -84,6 +99,14 @@ class Component(Generic[ConfigT, InputsT, OutputsT]):
         Called on the driver before the step runs (and by `kdorch plan`); cheap to call twice.
         """
         return {}
+
+    @classmethod
+    def check_config(cls, config: ConfigT) -> list[ConfigIssue]:
+        """Checks of this config against the world outside the pipeline (data files, columns),
+        run by validate, plan and run after the pipeline compiled, on the driver, once per
+        distinct config. Keep them cheap (metadata only: a Parquet footer, not its rows) and
+        light (no torch import): `kdorch validate` waits for them."""
+        return []
 
     @classmethod
     def task_retries(cls, config: ConfigT) -> int:

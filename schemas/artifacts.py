@@ -12,7 +12,7 @@ Components never open these paths themselves: the typed readers and writers in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -66,12 +66,31 @@ class JsonArtifact(ArtifactRef):
     """A small JSON document (metrics, chosen hyper-parameters, ...)."""
 
 
+class Normalization(Model):
+    """Per-feature standardisation, already applied to ``x`` in every split of the dataset:
+    ``x = (raw - mean) / std``, with ``mean`` and ``std`` fitted on one split only (``fitted_on``,
+    the training split) so that no statistic of the evaluation rows leaks into training.
+
+    A constant feature gets ``std = 1`` (it becomes 0 everywhere instead of a division by zero).
+    ``mean``/``std`` have one value per feature of the flattened example (prod(feature_shape)).
+    """
+
+    kind: Literal["standard"] = "standard"
+    fitted_on: str = Field(description="The split the statistics were computed on.")
+    mean: list[float]
+    std: list[float] = Field(description="Per-feature scale (1 for constant features).")
+
+
 class Dataset(ArtifactRef):
     """A labelled dataset as Parquet, one folder per split (``<uri>/<split>/part-*.parquet``).
 
     Columns: ``row_id`` (int64, stable: the row's index in its source, so caches keyed by it
     stay valid), ``x`` (fixed_size_list<float32>[prod(feature_shape)]) and ``y`` (int64); a
     multi-domain dataset adds ``domain`` (int64, an index into ``domains``).
+
+    ``x`` is stored as every consumer sees it (teacher inference, training, evaluation): already
+    scaled or standardised. ``transform`` names what was applied and ``normalization`` holds a
+    standardisation's statistics; both are part of the manifest, hence of the data version.
     """
 
     splits: dict[str, int] = Field(description="Rows per split, e.g. {'train': 3000, ...}.")
@@ -86,6 +105,9 @@ class Dataset(ArtifactRef):
     )
     transform: str = Field(
         "", description="Deterministic preprocessing applied to x (part of logit-cache identity)."
+    )
+    normalization: Normalization | None = Field(
+        None, description="The standardisation applied to x (None: features as loaded/scaled)."
     )
 
     def domain_ids(self, names: list[str]) -> list[int]:
@@ -172,3 +194,4 @@ class SearchValidation(ArtifactRef):
         description="Per predictor (score, semantic, relation, parameters, macs): kendall_tau, "
         "spearman_rho, their p-values, n; null where undefined (a constant predictor)."
     )
+

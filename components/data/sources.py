@@ -4,7 +4,8 @@
   as 1x28x28 images scaled to [0, 1].
 - ``digits``: scikit-learn's bundled 1,797 8x8 digits, as 1x8x8 images scaled to [0, 1].
 - ``parquet``: a table at ``uri`` whose features are one list/array column or several numeric
-  columns, and whose labels are an integer (or string) column.
+  columns, and whose labels are an integer (or string) column; a float column only with
+  ``label_kind: categorical`` (`components.data.labels`).
 """
 
 from __future__ import annotations
@@ -133,9 +134,16 @@ def load_parquet(
     feature_shape: list[int] | None,
     id_column: str | None,
     options: StorageOptions,
+    label_kind: str = "auto",
 ) -> RawData:
-    """Read a Parquet file or folder through fsspec; errors name the column and the file."""
+    """Read a Parquet file or folder through fsspec; errors name the column and the file.
+
+    Labels go through `components.data.labels.encode_labels` (a float label is refused unless
+    ``label_kind="categorical"``); features must be finite numbers.
+    """
     import pyarrow.dataset as pads
+
+    from components.data.labels import encode_labels
 
     fs, files = parquet_files(uri, options)
     table = pads.dataset(files, filesystem=fs, format="parquet").to_table()
@@ -152,14 +160,9 @@ def load_parquet(
             [table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in wanted],
             axis=1,
         )
+    _check_finite(x, wanted, uri)
     labels = table.column(label).to_numpy(zero_copy_only=False)
-    if labels.dtype.kind in "iu":
-        class_names = [str(c) for c in range(int(labels.max()) + 1)]
-        y = labels.astype(np.int64)
-    else:
-        class_names = sorted({str(v) for v in labels})
-        index = {name: i for i, name in enumerate(class_names)}
-        y = np.array([index[str(v)] for v in labels], dtype=np.int64)
+    y, class_names = encode_labels(labels, column=label, source=uri, kind=label_kind)
     if feature_shape:
         per_row = int(np.prod(x.shape[1:]))
         if int(np.prod(feature_shape)) != per_row:
@@ -176,3 +179,21 @@ def load_parquet(
     if len(np.unique(row_id)) != len(row_id):
         raise ValueError(f"{uri}: column '{id_column}' has duplicate ids; row ids must be unique")
     return RawData(x, y, row_id, class_names, "none")
+
+
+def _check_finite(x: np.ndarray, columns: list[str], uri: str) -> None:
+    """Features must be finite: a NaN (a null) or an infinity would poison every statistic and
+    every gradient downstream, silently."""
+    bad = ~np.isfinite(x.reshape(len(x), -1))
+    if not bad.any():
+        return
+    rows = int(bad.any(axis=1).sum())
+    if len(columns) == x.reshape(len(x), -1).shape[1]:
+        named = [c for c, hit in zip(columns, bad.any(axis=0), strict=True) if hit]
+        where = "columns " + ", ".join(f"'{c}'" for c in named[:8])
+    else:
+        where = f"column '{columns[0]}'"
+    raise ValueError(
+        f"{uri}: {rows} rows have missing or non-finite feature values (NaN, null or inf) in "
+        f"{where}; drop or fill those rows before using the table"
+    )

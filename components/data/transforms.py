@@ -39,3 +39,27 @@ def stratified_split(
             parts[name].append(rows[start:end])
             start = end
     return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+#: Below this, a feature counts as constant: it is centred but not scaled.
+CONSTANT_STD = 1e-8
+
+
+def fit_standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (population, in float64) of ``x`` flattened to (N, features).
+
+    A constant feature gets std 1, so standardising it gives 0 instead of dividing by zero.
+    """
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    if len(flat) == 0:
+        raise ValueError("cannot fit a standardisation on a split with no rows")
+    mean = flat.mean(axis=0)
+    std = flat.std(axis=0)
+    std[std < CONSTANT_STD] = 1.0
+    return mean, std
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` per feature, in the shape and float32 dtype of ``x``."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    return ((flat - mean) / std).astype(np.float32).reshape(x.shape)

@@ -263,7 +263,7 @@ def graph(
     """Draw the DAG (Mermaid or Graphviz text; PNG if Graphviz is installed)."""
     from orchestrator.cli import render
 
-    g = api.validate(pipeline, overrides=set_ or [], profile=profile)
+    g = api.validate(pipeline, overrides=set_ or [], profile=profile, check_data=False)
     if fmt == "png":
         data = render.to_png(g)
         if output is None:
@@ -401,7 +401,9 @@ def submit(
     """Send a run to a Ray cluster through the Ray Jobs API (the project ships as working_dir)."""
     from orchestrator.cli.submit import submit_job
 
-    api.validate(pipeline, overrides=set_ or [], profile=profile, address=address)
+    api.validate(
+        pipeline, overrides=set_ or [], profile=profile, address=address, check_data=False
+    )
     code = submit_job(
         pipeline,
         address=address,

@@ -52,7 +52,17 @@ class DatasetConfig(Model):
     features: str | list[str] = Field(
         "x", description="parquet: one list/array column, or several numeric columns."
     )
-    label: str = Field("y", description="parquet: the label column (ints or strings).")
+    label: str = Field(
+        "y",
+        description="parquet: the label column: integer class indices 0..K-1 or strings (class "
+        "names); a float column only with `label_kind: categorical`.",
+    )
+    label_kind: Literal["auto", "categorical"] = Field(
+        "auto",
+        description="parquet: auto (integers are class indices, strings are names, floats are "
+        "refused as a likely regression target) or categorical (every distinct value is a "
+        "class, floats and arbitrary integer codes included).",
+    )
     id_column: str | None = Field(
         None, description="parquet: a unique row id column (default: row index)."
     )
@@ -75,6 +85,23 @@ class DatasetConfig(Model):
     max_rows: int | None = Field(
         None, ge=10, description="Keep a stratified subset (small profiles)."
     )
+    normalize: Literal["standard", "none"] | None = Field(
+        None,
+        description="standard: per-feature mean/std fitted on the train split (the first split "
+        "if none is named 'train') and applied to every split before it is written, so teacher "
+        "inference, training and evaluation see the same data; none: features as loaded. "
+        "Default: standard for parquet; none for the image sources (already scaled to [0, 1]).",
+    )
+
+    def normalization(self) -> Literal["standard", "none"]:
+        """The standardisation this config asks for, its default resolved."""
+        if self.normalize is not None:
+            return self.normalize
+        return "standard" if self.source == "parquet" else "none"
+
+    def fit_split(self) -> str:
+        """The split a standardisation is fitted on: 'train', else the first split."""
+        return "train" if "train" in self.splits else next(iter(self.splits))
 
     @field_validator("splits")
     @classmethod

@@ -116,24 +116,32 @@ def test_parquet_source_on_s3(tmp_path: Path, s3_server: dict) -> None:
 
 
 def test_parquet_errors_name_the_column_and_file(tmp_path: Path) -> None:
+    from components.data.sources import load_parquet
+    from orchestrator import ValidationFailed
+    from schemas.storage import StorageOptions
+
     pq.write_table(write_table(tmp_path), tmp_path / "table.parquet")
     p = Pipeline("data")
-    p.add(
-        "data",
-        "dataset",
-        config={
-            "source": "parquet",
-            "uri": str(tmp_path / "table.parquet"),
-            "features": ["f1", "f3"],
-            "label": "kind",
-        },
-    )
-    error = run(p.spec, storage=str(tmp_path / "s"), executor="local").step("data").error
-    assert (
-        error is not None
-        and "has no column 'f3'" in error.message
-        and "table.parquet" in error.message
-    )
+    config = {
+        "source": "parquet",
+        "uri": str(tmp_path / "table.parquet"),
+        "features": ["f1", "f3"],
+        "label": "kind",
+    }
+    p.add("data", "dataset", config=config)
+    # Validation reads the footer: the run never starts.
+    with pytest.raises(ValidationFailed, match=r"table.parquet has no column 'f3'"):
+        run(p.spec, storage=str(tmp_path / "s"), executor="local")
+    # The step's own reader says the same if the file changes after validation.
+    with pytest.raises(KeyError, match=r"table.parquet has no column 'f3'"):
+        load_parquet(
+            config["uri"],  # type: ignore[arg-type]
+            features=["f1", "f3"],
+            label="kind",
+            feature_shape=None,
+            id_column=None,
+            options=StorageOptions(),
+        )
 
 
 def test_config_validation() -> None:
