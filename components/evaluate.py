@@ -14,11 +14,14 @@ from schemas.pipeline import Resources
 
 
 class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutputs]):
-    """Accuracy (top-1/top-5), teacher agreement, calibration (ECE, NLL), size (parameters,
-    MACs), single-thread CPU latency and per-class accuracy of every model on one split.
+    """Accuracy (top-1; top-5 with more than 5 classes), teacher agreement, calibration (ECE,
+    NLL), size (parameters, MACs), single-thread CPU latency and per-class accuracy of every
+    model on one split, beside the majority-class baseline.
 
     Writes `report.json`, `report.md` and PNGs (reliability diagram, a confusion matrix per
-    label, a top-1 comparison). Models sharing a label are also summarised as mean ± std.
+    label, a top-1 comparison). With a teacher, each model's accuracy kept and compression
+    (x parameters, x MACs, x latency) are stated; models sharing a label are also summarised
+    as mean ± sample std (ddof=1).
     """
 
     key = "evaluate"
@@ -44,7 +47,7 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
 
     def run(self, inputs: EvaluateInputs, ctx: StepContext) -> EvaluateOutputs:
         from components.artifacts.checkpoints import load_model
-        from components.artifacts.datasets import read_split
+        from components.artifacts.datasets import read_labels, read_split
         from components.evaluation import metrics as m
         from components.evaluation import plots
         from components.evaluation.report import markdown
@@ -67,8 +70,7 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
             key = label if labels.count(label) <= 1 else f"{label}[{len(members[label])}]"
             members[label].append(key)
             row = {
-                "top1": m.topk_accuracy(logits, y, 1),
-                "top5": m.topk_accuracy(logits, y, 5),
+                **m.accuracies(logits, y),  # top-1; top-5 only with more than 5 classes
                 "nll": m.nll(logits, y),
                 "ece": m.reliability(logits, y, cfg.ece_bins).ece,
                 "parameters": float(count_parameters(model)),
@@ -80,13 +82,16 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
                 row["agreement"] = m.agreement(logits, teacher_logits)
             for batch in cfg.latency_batch_sizes:
                 row[f"latency_ms_b{batch}"] = m.latency_ms(model, x, batch, cfg.latency_repeats)
-            for name, accuracy in zip(
-                class_names, m.per_class_accuracy(logits, y, data.num_classes), strict=True
-            ):
-                row[f"class_{name}"] = accuracy
+            row.update(m.class_accuracies(logits, y, class_names))
             results[key] = row
             logits_of[key] = logits
             ctx.log("%s: top-1 %.4f", key, row["top1"])
+        for key, row in results.items():  # accuracy kept, x params, x MACs, x latency
+            if key != "teacher" and "teacher" in results:
+                row.update(m.compression(row, results["teacher"]))
+        fit = "train" if "train" in data.splits else cfg.split
+        fit_labels = y if fit == cfg.split else read_labels(ctx.store, data, fit)
+        baseline = m.majority_baseline(fit_labels, y, class_names, fit)
         groups = {
             label: m.summarize([results[k] for k in keys])
             for label, keys in members.items()
@@ -129,11 +134,17 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
             "metrics": results,
             "groups": groups,
         }
+        document["baseline"] = baseline.as_dict()
         ctx.store.write_bytes(
             f"{path}/report.json", json.dumps(document, indent=1, sort_keys=True).encode()
         )
-        ctx.store.write_bytes(
-            f"{path}/report.md", markdown(title, results, groups, written).encode()
+        text = markdown(title, results, groups, written, baseline=baseline)
+        ctx.store.write_bytes(f"{path}/report.md", text.encode())
+        report = EvalReport(
+            path=path,
+            split=cfg.split,
+            metrics=results,
+            groups=groups,
+            baselines={"majority": baseline.top1},
         )
-        report = EvalReport(path=path, split=cfg.split, metrics=results, groups=groups)
         return EvaluateOutputs(report=report, metrics=results)

@@ -163,11 +163,19 @@ class EvalReport(ArtifactRef):
 
     split: str
     metrics: dict[str, dict[str, float]] = Field(
-        description="Per model: top1, top5, agreement, ece, parameters, latency, per class..."
+        description="Per model: top1, top5 (more than 5 classes), agreement, ece, parameters, "
+        "macs, latency, per class; against the teacher: top1_kept, params_ratio, macs_ratio, "
+        "latency_ratio_b1 (teacher's value / the model's)."
     )
     groups: dict[str, dict[str, float]] = Field(
         default_factory=dict,
-        description="Models sharing a name (e.g. seeds): '<metric>_mean' and '<metric>_std'.",
+        description="Models sharing a name (e.g. seeds): '<metric>_mean' and '<metric>_std' "
+        "(sample std, ddof=1).",
+    )
+    baselines: dict[str, float] = Field(
+        default_factory=dict,
+        description="Top-1 of trivial predictors on the same rows: 'majority' (always the train "
+        "split's most frequent class).",
     )
 
 
@@ -194,4 +202,3 @@ class SearchValidation(ArtifactRef):
         description="Per predictor (score, semantic, relation, parameters, macs): kendall_tau, "
         "spearman_rho, their p-values, n; null where undefined (a constant predictor)."
     )
-

@@ -137,6 +137,17 @@ def read_split(store: ArtifactStore, dataset: Dataset, split: str) -> SplitArray
     )
 
 
+def read_labels(store: ArtifactStore, dataset: Dataset, split: str) -> np.ndarray:
+    """One split's labels (``y``) only: every file verified, only its ``y`` column parsed."""
+    parts = [
+        pq.read_table(io.BytesIO(store.read_file(dataset, name)), columns=["y"])
+        .column("y")
+        .to_numpy()
+        for name in split_files(store, dataset, split)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def select_domains(
     arrays: SplitArrays,
     dataset: Dataset,

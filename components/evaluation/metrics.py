@@ -68,11 +68,89 @@ def agreement(logits: np.ndarray, reference: np.ndarray) -> float:
 
 
 def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float]:
+    """Accuracy on each class's rows; NaN for a class with no rows (see `class_accuracies`)."""
     predictions = logits.argmax(1)
     return [
         float((predictions[labels == c] == c).mean()) if (labels == c).any() else float("nan")
         for c in range(num_classes)
     ]
+
+
+def class_accuracies(
+    logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
+) -> dict[str, float]:
+    """``class_<name>``: accuracy on each class's rows, for the classes the rows hold (a class
+    absent from the split has no accuracy, and is left out rather than reported as NaN)."""
+    accuracies = per_class_accuracy(logits, labels, len(class_names))
+    return {
+        f"class_{name}": value
+        for name, value in zip(class_names, accuracies, strict=True)
+        if not np.isnan(value)
+    }
+
+
+#: Top-k accuracies reported besides top-1; each only with more than k classes (with k classes
+#: or fewer, top-k is always 100%).
+TOP_K = (5,)
+
+
+def accuracies(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``top1``, and ``top<k>`` for each k in `TOP_K` smaller than the number of classes."""
+    out = {"top1": topk_accuracy(logits, labels, 1)}
+    for k in TOP_K:
+        if k < logits.shape[1]:
+            out[f"top{k}"] = topk_accuracy(logits, labels, k)
+    return out
+
+
+@dataclass
+class Baseline:
+    """Always predicting the most frequent class of ``fitted_on`` (the training split): the
+    accuracy a model must beat to have learnt anything from the features."""
+
+    class_name: str
+    fitted_on: str
+    top1: float
+
+    def as_dict(self) -> dict[str, str | float]:
+        return {
+            "kind": "majority",
+            "class": self.class_name,
+            "fitted_on": self.fitted_on,
+            "top1": self.top1,
+        }
+
+
+def majority_baseline(
+    fit_labels: np.ndarray, labels: np.ndarray, class_names: Sequence[str], fitted_on: str
+) -> Baseline:
+    """The majority-class baseline: the most frequent class of ``fit_labels`` (ties: the lowest
+    index), scored on ``labels``."""
+    majority = int(np.bincount(fit_labels, minlength=len(class_names)).argmax())
+    top1 = float((labels == majority).mean()) if len(labels) else 0.0
+    return Baseline(class_names[majority], fitted_on, top1)
+
+
+#: (row key, teacher's value / the model's) pairs of `compression`: above 1, the model is smaller
+#: or faster than its teacher.
+RATIOS = {
+    "parameters": "params_ratio",
+    "macs": "macs_ratio",
+    "latency_ms_b1": "latency_ratio_b1",
+}
+
+
+def compression(row: dict[str, float], teacher: dict[str, float]) -> dict[str, float]:
+    """A model against its teacher: ``top1_kept`` (its top-1 / the teacher's), and for size and
+    speed the teacher's value divided by the model's (``params_ratio`` 4.0: 4x fewer
+    parameters)."""
+    out: dict[str, float] = {}
+    if teacher.get("top1"):
+        out["top1_kept"] = row["top1"] / teacher["top1"]
+    for key, name in RATIOS.items():
+        if row.get(key) and key in teacher:
+            out[name] = teacher[key] / row[key]
+    return out
 
 
 def confusion(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -113,10 +191,15 @@ def latency_ms(model: torch.nn.Module, example: np.ndarray, batch_size: int, rep
 
 
 def summarize(rows: Sequence[dict[str, float]]) -> dict[str, float]:
-    """'<metric>_mean' and '<metric>_std' (population std) over rows sharing a label, plus 'n'."""
+    """'<metric>_mean' and '<metric>_std' over rows sharing a label (seeds of one recipe), plus
+    'n', for the metrics every row has.
+
+    The std is the sample standard deviation (ddof=1: an estimate of the spread between seeds,
+    not the spread of these few rows alone); 0 for a single row.
+    """
     out: dict[str, float] = {"n": float(len(rows))}
-    for key in rows[0]:
+    for key in [k for k in rows[0] if all(k in r for r in rows)]:
         values = np.array([r[key] for r in rows], dtype=float)
         out[f"{key}_mean"] = float(values.mean())
-        out[f"{key}_std"] = float(values.std())
+        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return out

@@ -1,8 +1,12 @@
-"""The Markdown report: one row per model, then one row per repeated label (mean ± std)."""
+"""The Markdown report: one row per model and the majority-class baseline; each model against
+the teacher (accuracy kept, x parameters, x MACs, x latency); one row per repeated label
+(mean ± sample std)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from components.evaluation.metrics import Baseline
 
 COLUMNS = [
     ("top1", "top-1", "{:.2%}"),
@@ -15,10 +19,24 @@ COLUMNS = [
     ("latency_ms_b1", "ms @1", "{:.3f}"),
     ("latency_ms_b256", "ms @256", "{:.2f}"),
 ]
+#: Against the teacher (`metrics.compression`): a ratio above 1 means smaller or faster.
+VERSUS = [
+    ("top1", "top-1", "{:.2%}"),
+    ("top1_kept", "top-1 kept", "{:.1%}"),
+    ("params_ratio", "x params", "{:.1f}x"),
+    ("macs_ratio", "x MACs", "{:.1f}x"),
+    ("latency_ratio_b1", "x latency @1", "{:.1f}x"),
+]
+GROUPED = ("top1", "top5", "agreement", "ece", "top1_kept")
 
 
 def _cell(row: Mapping[str, float], key: str, fmt: str) -> str:
     return fmt.format(row[key]) if key in row else "-"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def markdown(
@@ -26,25 +44,61 @@ def markdown(
     metrics: Mapping[str, Mapping[str, float]],
     groups: Mapping[str, Mapping[str, float]],
     plots: list[str],
+    *,
+    baseline: Baseline | None = None,
 ) -> str:
     columns = [c for c in COLUMNS if any(c[0] in row for row in metrics.values())]
-    lines = [f"# {title}", "", "| model | " + " | ".join(c[1] for c in columns) + " |"]
-    lines.append("|---" * (len(columns) + 1) + "|")
-    for name, row in metrics.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(row, k, f) for k, _, f in columns) + " |")
+    rows = [[name, *(_cell(row, k, f) for k, _, f in columns)] for name, row in metrics.items()]
+    if baseline is not None:
+        rows.append(
+            [f"majority baseline ('{baseline.class_name}')", f"{baseline.top1:.2%}"]
+            + ["-"] * (len(columns) - 1)
+        )
+    lines = [f"# {title}", "", *_table(["model", *(c[1] for c in columns)], rows)]
+    if baseline is not None:
+        lines += [
+            "",
+            f"Majority baseline: always predicting '{baseline.class_name}' (the most frequent "
+            f"class of the {baseline.fitted_on} split) scores {baseline.top1:.2%} top-1.",
+        ]
+    if "top5" not in (c[0] for c in columns):
+        lines += ["Top-5 is not shown: with 5 classes or fewer it is always 100%."]
+    students = {n: r for n, r in metrics.items() if n != "teacher" and "top1_kept" in r}
+    if students:
+        lines += [
+            "",
+            "## Against the teacher",
+            "",
+            "Top-1 kept: the model's top-1 over the teacher's. x params, x MACs, x latency: the "
+            "teacher's value over the model's (above 1: the model is smaller or faster).",
+            "",
+        ]
+        shown = [c for c in VERSUS if any(c[0] in r for r in students.values())]
+        lines += _table(
+            ["model", *(c[1] for c in shown)],
+            [[n, *(_cell(r, k, f) for k, _, f in shown)] for n, r in students.items()],
+        )
     if groups:
-        lines += ["", "## Recipes (mean ± std over models sharing a label)", ""]
-        shown = [c for c in columns if c[0] in ("top1", "top5", "agreement", "ece")]
-        lines.append("| recipe | n | " + " | ".join(c[1] for c in shown) + " |")
-        lines.append("|---" * (len(shown) + 2) + "|")
+        lines += [
+            "",
+            "## Recipes (mean ± sample std over models sharing a label)",
+            "",
+            "The std is the sample standard deviation over the n models (ddof=1).",
+            "",
+        ]
+        formats = {k: f for k, _, f in [*COLUMNS, *VERSUS]}
+        names = {k: n for k, n, _ in [*COLUMNS, *VERSUS]}
+        shown_keys = [k for k in GROUPED if any(f"{k}_mean" in r for r in groups.values())]
+        body = []
         for name, row in groups.items():
             cells = [
-                f"{fmt.format(row[f'{k}_mean'])} ± {fmt.format(row[f'{k}_std'])}"
+                f"{formats[k].format(row[f'{k}_mean'])} ± {formats[k].format(row[f'{k}_std'])}"
                 if f"{k}_mean" in row
                 else "-"
-                for k, _, fmt in shown
+                for k in shown_keys
             ]
-            lines.append(f"| {name} | {row['n']:.0f} | " + " | ".join(cells) + " |")
+            body.append([name, f"{row['n']:.0f}", *cells])
+        lines += _table(["recipe", "n", *(names[k] for k in shown_keys)], body)
     if plots:
         lines += ["", *[f"![{p}]({p})" for p in plots]]
     return "\n".join(lines) + "\n"

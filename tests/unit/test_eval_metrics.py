@@ -38,4 +38,45 @@ def test_nll_and_group_summary() -> None:
     logits = np.array([[0.0, 0.0], [np.log(3.0), 0.0]])
     assert m.nll(logits, np.array([0, 0])) == pytest.approx((np.log(2) + np.log(4 / 3)) / 2)
     summary = m.summarize([{"top1": 0.9}, {"top1": 0.8}])
-    assert summary == {"n": 2.0, "top1_mean": pytest.approx(0.85), "top1_std": pytest.approx(0.05)}
+    # The sample std (ddof=1): sqrt(((0.05)^2 + (0.05)^2) / 1), not the population std 0.05.
+    expected = {"n": 2.0, "top1_mean": pytest.approx(0.85), "top1_std": pytest.approx(0.0707107)}
+    assert summary == expected
+    assert m.summarize([{"top1": 0.9}])["top1_std"] == 0.0  # one model: no spread
+
+
+def test_top5_only_with_more_than_five_classes() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 50)
+    assert set(m.accuracies(rng.normal(size=(50, 3)), labels)) == {"top1"}
+    assert set(m.accuracies(rng.normal(size=(50, 5)), labels)) == {"top1"}  # top-5 of 5: 100%
+    assert set(m.accuracies(rng.normal(size=(50, 6)), labels)) == {"top1", "top5"}
+
+
+def test_a_class_absent_from_the_rows_has_no_accuracy_rather_than_nan() -> None:
+    logits = np.array([[3.0, 2.0, 1.0], [0.0, 1.0, 2.0]])
+    out = m.class_accuracies(logits, np.array([0, 2]), ["a", "b", "c"])
+    assert out == {"class_a": 1.0, "class_c": 1.0}  # no rows of 'b': left out, never NaN
+
+
+def test_majority_baseline_is_fitted_on_train_and_scored_on_the_split() -> None:
+    train = np.array([1, 1, 1, 0, 2])
+    scored = np.array([0, 1, 2, 2])
+    baseline = m.majority_baseline(train, scored, ["x", "y", "z"], "train")
+    assert baseline.class_name == "y" and baseline.top1 == pytest.approx(0.25)
+    assert baseline.as_dict() == {
+        "kind": "majority",
+        "class": "y",
+        "fitted_on": "train",
+        "top1": 0.25,
+    }
+
+
+def test_compression_against_the_teacher() -> None:
+    teacher = {"top1": 0.9, "parameters": 1000.0, "macs": 4000.0, "latency_ms_b1": 0.2}
+    student = {"top1": 0.81, "parameters": 250.0, "macs": 500.0, "latency_ms_b1": 0.05}
+    assert m.compression(student, teacher) == {
+        "top1_kept": pytest.approx(0.9),
+        "params_ratio": 4.0,
+        "macs_ratio": 8.0,
+        "latency_ratio_b1": 4.0,
+    }
