@@ -17,9 +17,11 @@ from orchestrator.execution.ray_session import embedded_capacity, ray_session, t
 from orchestrator.execution.scheduler import Listener, Scheduler
 from orchestrator.execution.scheduler import plan as plan_graph
 from orchestrator.frontend.loader import LoadedPipeline, load_pipeline, with_overrides
+from orchestrator.storage.options import merge_options
 from orchestrator.storage.store import ArtifactStore, resolve_storage
 from schemas.pipeline import PipelineSpec
 from schemas.run import RunRecord, RunStatus
+from schemas.storage import StorageOptions
 
 log = logging.getLogger("kdorch")
 Source = str | Path | PipelineSpec
@@ -67,11 +69,20 @@ def validate(
     return _compile(loaded, capacity, check_data=check_data)
 
 
-def open_store(spec: PipelineSpec, storage: str | None, *, write: bool = True) -> ArtifactStore:
-    """The run's store, checked to be usable before any step starts (see `storage.probe`)."""
+def open_store(
+    spec: PipelineSpec,
+    storage: str | None,
+    *,
+    write: bool = True,
+    options: StorageOptions | None = None,
+) -> ArtifactStore:
+    """The run's store, checked to be usable before any step starts (see `storage.probe`).
+    ``options`` (the command line's) override the file's ``storage_options`` one by one."""
     from orchestrator.storage.probe import check_store
 
-    store = ArtifactStore(resolve_storage(storage, spec.storage), spec.storage_options)
+    store = ArtifactStore(
+        resolve_storage(storage, spec.storage), merge_options(spec.storage_options, options)
+    )
     check_store(store, write=write)
     return store
 
@@ -82,11 +93,13 @@ def plan(
     storage: str | None = None,
     overrides: Sequence[str] = (),
     profile: str | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> list[Decision]:
     """Which steps a run would take from the cache and which it would run, and why (no Ray)."""
     loaded = load(source, overrides, profile)
     graph = _compile(loaded, None)
-    return plan_graph(graph, open_store(loaded.spec, storage, write=False))
+    store = open_store(loaded.spec, storage, write=False, options=storage_options)
+    return plan_graph(graph, store)
 
 
 def _check_capacity(
@@ -112,16 +125,18 @@ def run(
     listeners: Iterable[Listener] = (),
     on_session: Any = None,
     raise_on_failure: bool = False,
+    storage_options: StorageOptions | None = None,
 ) -> RunRecord:
     """Validate and run a pipeline; returns its `RunRecord` (see `RunFailed` for failures).
 
     ``executor="local"`` runs steps one by one in this process without starting Ray. When every
     step is cached, no Ray is started either: the run only records the cache hits.
     ``on_session`` is called with the `RaySession` once Ray is up (the CLI prints the dashboard).
+    ``storage_options`` override the file's ``storage_options`` one by one (``--storage-option``).
     """
     loaded = load(source, overrides, profile)
     graph = _compile(loaded, None)
-    store = open_store(loaded.spec, storage)
+    store = open_store(loaded.spec, storage, options=storage_options)
     if executor == "ray" and all(d.action == "cached" for d in plan_graph(graph, store)):
         executor = "local"  # nothing will run: skip the cluster's start-up and shutdown
     if executor == "local":

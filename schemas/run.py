@@ -61,6 +61,10 @@ class RunRecord(Model):
     driver_host: str | None = None
     driver_pid: int | None = None
     steps: list[StepRecord]
+    final_steps: list[str] = Field(
+        default_factory=list,
+        description="Steps whose outputs no other step consumes: the run's final outputs.",
+    )
 
     def step(self, step_id: str) -> StepRecord:
         for record in self.steps:

@@ -24,9 +24,11 @@ from typer.core import TyperGroup
 
 from orchestrator import api, registry
 from orchestrator.cli.progress import ConsoleReporter, summary_table
+from orchestrator.cli.show import print_run_outputs
 from orchestrator.compile.describe import FieldRow, field_rows, first_paragraph
 from orchestrator.compile.typecheck import type_name
 from orchestrator.errors import (
+    ArtifactError,
     ConfigError,
     GraphError,
     KdorchError,
@@ -34,6 +36,8 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.frontend.overrides import SET_EXAMPLE
+from orchestrator.storage.options import parse_storage_options
+from orchestrator.storage.store import ArtifactStore
 
 
 class _WholeSummaryGroup(TyperGroup):
@@ -88,6 +92,17 @@ StorageOpt = Annotated[
         metavar="URI",
         help="Artifact store (dir or fsspec URI). Default: $KDORCH_STORAGE, "
         "the file's `storage`, else ./.kdorch",
+    ),
+]
+StorageOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="A storage option (repeatable), over the file's storage_options: endpoint_url, "
+        "region, profile, anon, client_kwargs.NAME, options.NAME; e.g. --storage-option "
+        "endpoint_url=http://127.0.0.1:9000. Credentials: the AWS_* environment variables or "
+        "profile=NAME.",
     ),
 ]
 AddressOpt = Annotated[
@@ -152,10 +167,17 @@ def plan(
     set_: SetOpt = None,
     profile: ProfileOpt = None,
     storage: StorageOpt = None,
+    storage_option: StorageOptionOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Show which steps would run and which would come from the cache."""
-    steps = api.plan(pipeline, storage=storage, overrides=set_ or [], profile=profile)
+    steps = api.plan(
+        pipeline,
+        storage=storage,
+        overrides=set_ or [],
+        profile=profile,
+        storage_options=parse_storage_options(storage_option or []),
+    )
     if as_json:
         fields = ("step_id", "component", "action", "key", "reason")
         print(json.dumps([{f: getattr(s, f) for f in fields} for s in steps], indent=1))
@@ -192,6 +214,7 @@ def run(
     set_: SetOpt = None,
     profile: ProfileOpt = None,
     storage: StorageOpt = None,
+    storage_option: StorageOptionOpt = None,
     address: AddressOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run record as JSON on stdout.")
@@ -205,6 +228,7 @@ def run(
     ] = False,
 ) -> None:
     """Run a pipeline: cached steps are reused, the rest run on Ray."""
+    options = parse_storage_options(storage_option or [])
     reporter = ConsoleReporter(err)
 
     def on_session(session: Any) -> None:
@@ -230,6 +254,7 @@ def run(
                 executor=executor,
                 listeners=[reporter],
                 on_session=on_session,
+                storage_options=options,
             )
     finally:
         reporter.close()
@@ -237,7 +262,13 @@ def run(
         print(record.model_dump_json(indent=1))
     else:
         err.print(summary_table(record))
-        err.print(f"run record: {record.storage}/runs/{record.run_id}/run.json")
+        store = ArtifactStore(record.storage)  # for URIs only: nothing is opened
+        print_run_outputs(err, store, record)
+        err.print(
+            f"run record: {record.storage}/runs/{record.run_id}/run.json "
+            f"(kdorch show {record.run_id})",
+            highlight=False,
+        )
     failed = [s for s in record.steps if s.error is not None]
     for step in failed:
         assert step.error is not None
@@ -363,28 +394,65 @@ def components(
     _show_component(cls)
 
 
-@app.command()
-def runs(storage: StorageOpt = None, limit: int = 20) -> None:
-    """List recent runs in the artifact store."""
-    from orchestrator.storage.store import ArtifactStore, resolve_storage
+def _open_records_store(storage: str | None, items: list[str] | None) -> ArtifactStore:
+    """The store `runs` and `show` read: --storage (else $KDORCH_STORAGE, else ./.kdorch) with
+    --storage-option; checked readable first (a wrong endpoint is one clear error)."""
+    from orchestrator.storage.options import merge_options
+    from orchestrator.storage.probe import check_store
+    from orchestrator.storage.store import resolve_storage
+    from schemas.storage import StorageOptions
 
-    store = ArtifactStore(resolve_storage(storage, None))
-    table = Table(title=f"runs in {store.root}")
-    for column in ("run", "pipeline", "status", "ran", "cached", "failed"):
-        table.add_column(column)
-    for run_id in store.list_runs()[-limit:]:
-        try:
-            record = store.read_run(run_id)
-        except KdorchError:
-            continue
-        counts = {s: len(record.ids_with_status(s)) for s in ("ran", "cached", "failed")}  # type: ignore[arg-type]
-        table.add_row(
-            run_id,
-            record.pipeline,
-            record.status.value,
-            *(str(counts[k]) for k in ("ran", "cached", "failed")),
-        )
-    out.print(table)
+    options = merge_options(StorageOptions(), parse_storage_options(items or []))
+    store = ArtifactStore(resolve_storage(storage, None), options)
+    check_store(store, write=False)
+    return store
+
+
+@app.command()
+def runs(
+    storage: StorageOpt = None,
+    storage_option: StorageOptionOpt = None,
+    limit: Annotated[int, typer.Option(help="Show the most recent N runs.")] = 20,
+) -> None:
+    """List recent runs in the artifact store, with their status and where their report is."""
+    from orchestrator.cli.show import print_runs
+
+    print_runs(out, _open_records_store(storage, storage_option), limit)
+
+
+@app.command()
+def show(
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="A run id (from `kdorch runs`; a unique prefix will do), or 'latest'.",
+            metavar="RUN",
+            show_default=False,
+        ),
+    ],
+    step: Annotated[
+        str | None,
+        typer.Argument(help="One step's outputs, metrics and paths.", metavar="STEP"),
+    ] = None,
+    storage: StorageOpt = None,
+    storage_option: StorageOptionOpt = None,
+) -> None:
+    """Show a run: its steps (status, seconds, outputs), reports and paths; or one step."""
+    from orchestrator.cli.show import UnknownStep, show_run, show_step
+    from orchestrator.storage.runs import resolve_run_id
+
+    store = _open_records_store(storage, storage_option)
+    try:
+        record = store.read_run(resolve_run_id(store, run_id))
+    except ArtifactError as e:  # no such run: a usage error (exit 2), not a failure
+        raise typer.BadParameter(str(e), param_hint="RUN") from None
+    if step is None:
+        show_run(out, store, record)
+        return
+    try:
+        show_step(out, store, record, step)
+    except UnknownStep as e:
+        raise typer.BadParameter(str(e), param_hint="STEP") from None
 
 
 @app.command()
@@ -401,9 +469,7 @@ def submit(
     """Send a run to a Ray cluster through the Ray Jobs API (the project ships as working_dir)."""
     from orchestrator.cli.submit import submit_job
 
-    api.validate(
-        pipeline, overrides=set_ or [], profile=profile, address=address, check_data=False
-    )
+    api.validate(pipeline, overrides=set_ or [], profile=profile, address=address, check_data=False)
     code = submit_job(
         pipeline,
         address=address,

@@ -113,6 +113,7 @@ class Scheduler:
             driver_host=socket.gethostname(),
             driver_pid=os.getpid(),
             steps=list(self.records.values()),
+            final_steps=[nid for nid in graph.nodes if not graph.downstream(nid)],
         )
         self._pending_events: list[str] = []
         self._chunk = 0
