@@ -10,4 +10,5 @@ BUILTIN: dict[str, str] = {
     "teacher_inference": "components.teacher_inference:TeacherInference",
     "distill": "components.distill:Distill",
     "evaluate": "components.evaluate:EvaluateComponent",
+    "student_search": "components.student_search:StudentSearch",
 }

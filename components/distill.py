@@ -15,7 +15,9 @@ class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
     or from teacher checkpoints run online in the training loop (`teachers`); several teachers
     are fused with `teacher_weights`. One worker trains in the step's own process; more, or
     DeepSpeed ZeRO, use Ray Train. Per-term losses are logged every epoch; a crashed worker
-    resumes from the last checkpoint.
+    resumes from the last checkpoint. The architecture is `config.student`, or the `student`
+    input (another step's choice, e.g. `student_search`'s), which replaces it. The training is
+    `components.training.distillation`, shared with `student_search`'s validation mode.
     """
 
     key = "distill"

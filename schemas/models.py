@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, RootModel, field_validator
 
 from schemas.base import Model
 
@@ -153,3 +153,16 @@ AnyModelSpec = MLPSpec | MnistCNNSpec | ResNetSpec
 
 ModelSpec = Annotated[AnyModelSpec, Field(discriminator="arch")]
 """Any zoo model spec, told apart by ``arch`` (use in fields and ``TypeAdapter``)."""
+
+
+class ModelSpecValue(RootModel[ModelSpec]):
+    """A model spec passed from one step to another (`student_search`'s ``student`` output into
+    `distill`'s ``student`` input). Its JSON is the spec itself, so a run record's value can be
+    pasted into a ``student:`` config as it is; ``.root`` is the spec.
+
+    Why not a plain `ModelSpec` port: the edge type check takes an input's union apart first
+    and then needs the whole output type to fit one member, so a union output never fits a
+    union input, not even the same union. One class on both ends is an ordinary edge.
+    """
+
+    model_config = ConfigDict(frozen=True)

@@ -40,18 +40,22 @@ def as_tensors(columns: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {name: torch.from_numpy(values) for name, values in columns.items()}
 
 
-def fit(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitResult:
-    """Train; returns the selected student weights, the history and summary metrics."""
+def fit(ctx: StepContext, spec: LoopSpec, data: TrainingData, *, resume: str = "loop") -> FitResult:
+    """Train; returns the selected student weights, the history and summary metrics.
+
+    ``resume`` names the resume folder of an in-process run (`StepContext.resume_path`): a step
+    that trains several models gives each its own.
+    """
     settings = spec.training
     if settings.runs_in_process():
-        result = _fit_here(ctx, spec, data)
+        result = _fit_here(ctx, spec, data, resume)
         chosen = result.best_state if settings.select == "best" else result.student_state
         state = chosen if chosen is not None else result.student_state
         return _summary(state, result.history, result.resumes)
     return _fit_ray_train(ctx, spec, data)
 
 
-def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> LoopResult:
+def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData, resume: str) -> LoopResult:
     settings = spec.training
     use_gpu = settings.scaling.use_gpu and torch.cuda.is_available()
     device = torch.device("cuda" if use_gpu else "cpu")
@@ -67,7 +71,7 @@ def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> LoopResul
             metrics["val_accuracy"],
         )
 
-    session = LocalSession(ctx.store, ctx.resume_path("loop"), device, on_epoch=progress)
+    session = LocalSession(ctx.store, ctx.resume_path(resume), device, on_epoch=progress)
 
     def source(split: str) -> Any:
         if split in data.held:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint
 from schemas.components.training import TrainingSettings
 from schemas.losses import KDLoss, LossSpec
-from schemas.models import ModelSpec
+from schemas.models import ModelSpec, ModelSpecValue
 
 
 def _default_loss() -> LossSpec:
@@ -19,8 +19,10 @@ def _default_loss() -> LossSpec:
 class DistillConfig(TrainingSettings):
     """Train a student against teacher outputs with a weighted sum of KD losses."""
 
-    student: ModelSpec = Field(
-        description="Student architecture (num_classes/input_shape from data)."
+    student: ModelSpec | None = Field(
+        None,
+        description="Student architecture (num_classes/input_shape from data). May be left out "
+        "when the `student` input is connected (e.g. student_search's `student`).",
     )
     losses: list[LossSpec] = Field(
         default_factory=lambda: [_default_loss()],
@@ -61,6 +63,11 @@ class DistillInputs(BaseModel):
         None, description="Teachers run online in every worker, when no cached logits are given."
     )
     init: ModelCheckpoint | None = Field(None, description="Start the student from these weights.")
+    student: ModelSpecValue | None = Field(
+        None,
+        description="Student architecture from another step (student_search's `student`, "
+        "`largest` or `random`); replaces `config.student`.",
+    )
 
 
 class DistillOutputs(BaseModel):

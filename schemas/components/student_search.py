@@ -31,10 +31,13 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint, SearchRanking, SearchValidation
 from schemas.base import Model
-from schemas.models import MLPSpec, MnistCNNSpec, ResNetSpec, image_shape
+from schemas.components.training import OptimizerConfig
+from schemas.losses import KDLoss, LossSpec
+from schemas.models import MLPSpec, MnistCNNSpec, ModelSpecValue, ResNetSpec, image_shape
 
 Cost = tuple[int, int]
 """(parameters, multiply-accumulates for one input row)."""
@@ -405,14 +408,47 @@ class ScoreSettings(Model):
     )
 
 
+def _default_losses() -> list[LossSpec]:
+    return [KDLoss()]
+
+
 class ValidationSettings(Model):
-    """Check the score: distil a few candidates and rank-correlate score with accuracy."""
+    """Check the score: distil a few candidates and rank-correlate score with accuracy.
+
+    Each sampled candidate is distilled by the code `distill` runs (in the step's process, one
+    worker, no Ray Train start-up) on the cached `logits` when connected, else with the
+    `teacher` run online; its accuracy is the last epoch's on the dataset's ``val`` split.
+    """
 
     sample: int = Field(ge=2, description="Candidates to distil (from the evaluated ones).")
     epochs: int = Field(ge=1, description="Distillation epochs for each of them.")
     pick: Literal["spread", "top", "random"] = Field(
         "spread",
         description="spread: evenly over the score ranking; top: the best scores; random.",
+    )
+    losses: list[LossSpec] = Field(
+        default_factory=_default_losses,
+        min_length=1,
+        description="distill's loss terms for every sampled candidate (default: Hinton KD).",
+    )
+    batch_size: int = Field(64, ge=1, description="distill's batch size.")
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="distill's optimizer and schedule."
+    )
+    seed: int = Field(0, description="distill's seed (weights, shuffling) for every candidate.")
+
+
+class ParallelSettings(Model):
+    """How candidates are scored: batches of them per Ray task (in-process without Ray)."""
+
+    candidates_per_task: int = Field(
+        16,
+        ge=1,
+        description="Candidates one Ray task scores (a score takes milliseconds: batches keep "
+        "the per-task overhead small).",
+    )
+    cpus_per_task: float = Field(
+        1.0, gt=0, description="Logical CPUs each scoring task reserves (it uses one thread)."
     )
 
 
@@ -425,6 +461,7 @@ class StudentSearchConfig(Model):
     validation: ValidationSettings | None = Field(
         None, description="Distil a sample of candidates to measure the score's rank correlation."
     )
+    parallel: ParallelSettings = Field(default_factory=ParallelSettings)
 
     @model_validator(mode="after")
     def _enough_candidates(self) -> StudentSearchConfig:
@@ -434,3 +471,30 @@ class StudentSearchConfig(Model):
                 f"search.num_candidates ({self.search.num_candidates})"
             )
         return self
+
+
+class StudentSearchInputs(BaseModel):
+    data: Dataset = Field(description="Scoring batch (train split); validation distils on it.")
+    teacher: ModelCheckpoint = Field(
+        description="Its spec is the teacher architecture scored against; its weights are used "
+        "only with `score.teacher_weights: trained` (and by validation without `logits`)."
+    )
+    logits: LogitShards | None = Field(
+        None, description="Cached teacher logits for the validation distillations."
+    )
+
+
+class StudentSearchOutputs(BaseModel):
+    ranking: SearchRanking
+    student: ModelSpecValue = Field(description="The best-scoring candidate's spec.")
+    largest: ModelSpecValue = Field(
+        description="Baseline: the candidate with the most parameters under the caps (ties: "
+        "most MACs), over the whole space."
+    )
+    random: ModelSpecValue = Field(
+        description="Baseline: a random candidate under the caps (seeded by search.seed)."
+    )
+    metrics: dict[str, float]
+    validation: SearchValidation | None = Field(
+        None, description="With `validation`: accuracies, rank correlations, scatter plots."
+    )
