@@ -3,6 +3,10 @@
 Ray is sized as STACK-NOTES.md says for 2-core machines (4 logical CPUs: room for Ray Data
 read tasks beside training workers). Worker processes inherit this environment, so they can
 import the test components named in KDORCH_PLUGINS.
+
+`KDORCH_TEST_OTHER_RAY=1 python -m pytest` runs the whole suite with a second, unrelated Ray
+instance alive on the machine (`other_ray`); tests/integration/test_shared_machine.py always
+does.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import tests.support.toy_components  # noqa: E402,F401  (registers the toy components)
+from tests.support.other_ray import OtherRay, other_ray_instance  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +72,20 @@ def ray_context(ray_temp_dir: Path) -> Iterator[object]:
         yield context
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def other_ray() -> Iterator[OtherRay]:
+    """A second, unrelated Ray on this machine for the rest of the session (see
+    tests/support/other_ray.py); stopped by killing only its own processes."""
+    with other_ray_instance() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _other_ray_for_everyone(request: pytest.FixtureRequest) -> None:
+    if os.environ.get("KDORCH_TEST_OTHER_RAY") == "1":
+        request.getfixturevalue("other_ray")
 
 
 @pytest.fixture(scope="session")

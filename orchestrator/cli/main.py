@@ -147,9 +147,18 @@ VersionOpt = Annotated[
 ]
 
 
+def configure_logging(*, debug: bool = False, verbose: bool = False) -> None:
+    """kdorch's own log lines at INFO; other libraries' (botocore's "Found credentials ...",
+    Ray's) only at WARNING, unless ``verbose`` (INFO) or ``debug`` (DEBUG, everything)."""
+    others = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=others, format="%(message)s")
+    logging.getLogger().setLevel(others)
+    logging.getLogger("kdorch").setLevel(logging.DEBUG if debug else logging.INFO)
+
+
 @app.callback()
 def _root(debug: DebugOpt = False, version: VersionOpt = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
+    configure_logging(debug=debug)
 
 
 @app.command()
@@ -224,19 +233,29 @@ def run(
         typer.Option(help="ray, or local (in-process, no Ray; for debugging)."),
     ] = "ray",
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show Ray workers' output (not with --json).")
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show Ray's own log lines and its workers' output (not with --json).",
+        ),
     ] = False,
 ) -> None:
     """Run a pipeline: cached steps are reused, the rest run on Ray."""
     options = parse_storage_options(storage_option or [])
+    if verbose:
+        configure_logging(debug=logging.getLogger().level == logging.DEBUG, verbose=True)
     reporter = ConsoleReporter(err)
 
     def on_session(session: Any) -> None:
         where = "local Ray (embedded)" if session.embedded else f"Ray at {session.address}"
         err.print(f"[bold]kdorch[/] running [bold]{pipeline}[/] on {where}")
         if session.dashboard_url:
+            taken = session.dashboard_port_taken
+            note = f" (port {taken} is taken, by another Ray or kdorch run)" if taken else ""
             err.print(
                 f"Ray dashboard: [link={session.dashboard_url}]{session.dashboard_url}[/link]"
+                + note
             )
 
     quiet = stdout_to_stderr() if as_json else contextlib.nullcontext()

@@ -4,6 +4,11 @@
 - An address (``--address``, the spec's ``ray.address``, or ``$RAY_ADDRESS``): connect, and only
   disconnect at the end.
 - Otherwise: start a local Ray for the run (dashboard on 127.0.0.1), shut it down afterwards.
+
+Other Ray instances on the same machine are normal (a user's own cluster, a second
+`kdorch run`): the embedded Ray is started with ``address="local"`` (never attaches to one of
+them), its dashboard takes ``ray.dashboard_port`` or, when another process holds that port, a
+free one (`dashboard_port`), and every address kdorch uses afterwards is its own.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from orchestrator.execution.ray_output import ray_logging_level, routine_raylet_messages_dropped
 from schemas.pipeline import RaySettings
 
 log = logging.getLogger("kdorch")
@@ -44,6 +51,9 @@ class RaySession:
     embedded: bool
     resources: dict[str, float] = field(default_factory=dict)
     max_parallel_steps: int | None = None  # see RaySettings.max_parallel_steps
+    #: The dashboard port the settings asked for, when another process held it (the dashboard
+    #: then runs on another port: see ``dashboard_url``).
+    dashboard_port_taken: int | None = None
 
 
 def detect_gpus() -> int:
@@ -65,6 +75,45 @@ def embedded_capacity(settings: RaySettings) -> dict[str, float]:
     cpus = settings.num_cpus or max(4, 2 * (os.cpu_count() or 1))
     gpus = settings.num_gpus if settings.num_gpus is not None else detect_gpus()
     return {"CPU": float(cpus), "GPU": float(gpus)}
+
+
+DEFAULT_DASHBOARD_PORT = 8265
+DASHBOARD_HOST = "127.0.0.1"
+
+
+def port_is_free(port: int, host: str = DASHBOARD_HOST) -> bool:
+    """Whether ``port`` can be bound on ``host`` right now (as Ray's own check does)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = DASHBOARD_HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def dashboard_port(requested: int) -> tuple[int | None, int | None]:
+    """(the port to pass to ``ray.init``, the requested port when it was taken).
+
+    - 8265 (the default): None, so that Ray binds 8265 or, if another Ray (or a second
+      `kdorch run`) holds it, the next free port of the 50 after it — its own bind, so two runs
+      starting at the same moment cannot both take one port.
+    - 0: a free port.
+    - another port: that port when it is free, else a free one (and it is reported taken).
+    """
+    if requested == DEFAULT_DASHBOARD_PORT:
+        return None, None if port_is_free(requested) else requested
+    if requested == 0:
+        return free_port(), None
+    if port_is_free(requested):
+        return requested, None
+    return free_port(), requested
 
 
 def target_address(settings: RaySettings, address: str | None) -> str | None:
@@ -94,31 +143,47 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
         return
     runtime_env = settings.runtime_env or None
     target = target_address(settings, address)
-    if target:
-        context = ray.init(
-            address=target,
-            namespace=settings.namespace,
-            runtime_env=runtime_env,
-            log_to_driver=settings.log_to_driver,
-        )
-        embedded = False
-    else:
-        # A local cluster for one run (its processes inherit these):
-        for name, value in EMBEDDED_ENV.items():
-            os.environ.setdefault(name, value)
-        capacity = embedded_capacity(settings)
-        context = ray.init(
-            address="local",
-            num_cpus=int(capacity["CPU"]),
-            num_gpus=int(capacity["GPU"]),
-            include_dashboard=settings.dashboard,
-            dashboard_host="127.0.0.1",
-            dashboard_port=settings.dashboard_port,
-            namespace=settings.namespace,
-            runtime_env=runtime_env,
-            log_to_driver=settings.log_to_driver,
-        )
-        embedded = True
+    quiet = not settings.log_to_driver  # Ray's own lines only with --verbose (ray_output.py)
+    taken = None
+    with routine_raylet_messages_dropped(quiet):
+        if target:
+            context = ray.init(
+                address=target,
+                namespace=settings.namespace,
+                runtime_env=runtime_env,
+                log_to_driver=settings.log_to_driver,
+                logging_level=ray_logging_level(quiet),
+            )
+            embedded = False
+        else:
+            # A local cluster for one run (its processes inherit these):
+            for name, value in EMBEDDED_ENV.items():
+                os.environ.setdefault(name, value)
+            capacity = embedded_capacity(settings)
+            port, taken = (
+                dashboard_port(settings.dashboard_port) if settings.dashboard else (None, None)
+            )
+            context = ray.init(
+                address="local",
+                num_cpus=int(capacity["CPU"]),
+                num_gpus=int(capacity["GPU"]),
+                include_dashboard=settings.dashboard,
+                dashboard_host=DASHBOARD_HOST,
+                dashboard_port=port,
+                namespace=settings.namespace,
+                runtime_env=runtime_env,
+                log_to_driver=settings.log_to_driver,
+                logging_level=ray_logging_level(quiet),
+            )
+            embedded = True
+        yield from _session(context, settings, target, embedded, taken)
+
+
+def _session(
+    context: object, settings: RaySettings, target: str | None, embedded: bool, taken: int | None
+) -> Iterator[RaySession]:
+    import ray
+
     try:
         yield RaySession(
             address=context.address_info.get("gcs_address")
@@ -129,6 +194,7 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
             resources=ray.cluster_resources(),
             max_parallel_steps=settings.max_parallel_steps
             or ((os.cpu_count() or 1) if embedded else None),
+            dashboard_port_taken=taken,
         )
     finally:
         ray.shutdown()
