@@ -46,10 +46,11 @@ class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
 
     def check_inputs(self, inputs: DistillInputs) -> None:
         """Refuse combinations that cannot work before anything trains."""
-        from components.training.distillation import check_teacher_inputs
+        from components.training.distillation import check_teacher_inputs, kept_teachers
 
         self.student_spec(inputs)
-        check_teacher_inputs(self.config, inputs.logits or [], inputs.teachers or [])
+        kept = kept_teachers(self.config, inputs.logits or [], inputs.teachers or [])
+        check_teacher_inputs(self.config, *kept)
 
     def student_spec(self, inputs: DistillInputs) -> ModelSpec:
         """The `student` input's spec when connected, else `config.student`."""
@@ -65,7 +66,7 @@ class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
 
     def run(self, inputs: DistillInputs, ctx: StepContext) -> DistillOutputs:
         from components.training.distillation import distill_student
-        from components.training.steps import export_model, fit_spec_to_dataset
+        from components.training.steps import export_model, fit_spec_to_dataset, trained_domains
 
         cfg, data = self.config, inputs.data
         self.check_inputs(inputs)
@@ -82,5 +83,12 @@ class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
             init=inputs.init,
         )
         ctx.log("distilled %s: val accuracy %.4f", spec.arch, result.metrics["val_accuracy"])
-        model = export_model(ctx, spec, result.student_state, result.metrics, result.history)
+        model = export_model(
+            ctx,
+            spec,
+            result.student_state,
+            result.metrics,
+            result.history,
+            trained_domains(data, cfg),
+        )
         return DistillOutputs(model=model, metrics=result.metrics, history=result.history)

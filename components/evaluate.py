@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
 from orchestrator import Component, StepContext
-from schemas.artifacts import EvalReport
+from schemas.artifacts import AdaptiveModelCheckpoint, EvalReport
 from schemas.components.evaluate import EvaluateConfig, EvaluateInputs, EvaluateOutputs
 from schemas.pipeline import Resources
 
@@ -47,7 +48,7 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
 
     def run(self, inputs: EvaluateInputs, ctx: StepContext) -> EvaluateOutputs:
         from components.artifacts.checkpoints import load_model
-        from components.artifacts.datasets import read_labels, read_split
+        from components.artifacts.datasets import read_labels, read_split, select_domains
         from components.evaluation import metrics as m
         from components.evaluation import plots
         from components.evaluation.report import markdown
@@ -57,18 +58,26 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
         labels = self.labels(inputs)
         entries = [("teacher", inputs.teacher)] if inputs.teacher is not None else []
         entries += list(zip(labels, inputs.models, strict=True))
-        split = read_split(ctx.store, data, cfg.split)
+        split = select_domains(read_split(ctx.store, data, cfg.split), data, cfg.domains)
         x, y = split.x, split.y
+        adaptation: dict[str, dict[str, list[int]]] = {}  # model -> domain -> adaptation rows
+        saw: list[str] = []  # models whose training saw the domains scored here
         class_names = data.class_names or [str(c) for c in range(data.num_classes)]
         teacher_logits = None
         results: dict[str, dict[str, float]] = {}
         members: dict[str, list[str]] = defaultdict(list)
         logits_of: dict[str, np.ndarray] = {}
+        scored = set(cfg.domains or data.domains)
         for label, checkpoint in entries:
-            model, _ = load_model(ctx.store, checkpoint)
-            logits = m.predict(model, x)
             key = label if labels.count(label) <= 1 else f"{label}[{len(members[label])}]"
             members[label].append(key)
+            if isinstance(checkpoint, AdaptiveModelCheckpoint):
+                model, logits, adaptation[key] = self.adapted(ctx, checkpoint, split, data)
+            else:
+                model, _ = load_model(ctx.store, checkpoint)
+                logits = m.predict(model, x)
+            if scored & set(checkpoint.trained_domains):
+                saw.append(key)
             row = {
                 **m.accuracies(logits, y),  # top-1; top-5 only with more than 5 classes
                 "nll": m.nll(logits, y),
@@ -125,20 +134,27 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
                 ctx.store.write_bytes(f"{path}/{name}", content)
             written = sorted(files)
         where = f"{data.source} {data.domain}".strip()
+        if cfg.domains:
+            where += f" (domains {', '.join(cfg.domains)})"
         title = f"{where}: {cfg.split} split, {len(y)} rows"
         document = {
             "split": cfg.split,
             "dataset": data.source,
             "domain": data.domain,
+            "domains": cfg.domains or data.domains,
             "rows": len(y),
             "metrics": results,
             "groups": groups,
+            "adaptation": adaptation,
+            "trained_on_scored_domains": saw,
         }
         document["baseline"] = baseline.as_dict()
         ctx.store.write_bytes(
             f"{path}/report.json", json.dumps(document, indent=1, sort_keys=True).encode()
         )
-        text = markdown(title, results, groups, written, baseline=baseline)
+        text = markdown(title, results, groups, written, baseline=baseline) + self.notes(
+            adaptation, saw, data
+        )
         ctx.store.write_bytes(f"{path}/report.md", text.encode())
         report = EvalReport(
             path=path,
@@ -148,3 +164,39 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
             baselines={"majority": baseline.top1},
         )
         return EvaluateOutputs(report=report, metrics=results)
+
+    def adapted(
+        self, ctx: StepContext, checkpoint: AdaptiveModelCheckpoint, split: Any, data: Any
+    ) -> tuple[Any, np.ndarray, dict[str, list[int]]]:
+        """An adaptive model's logits: each domain adapts on its own first rows (unlabeled),
+        then is predicted with those weights (the `AdaptiveModelCheckpoint` contract)."""
+        from components.artifacts.adaptive import load_adaptive
+        from components.metadmoe.adaptive import predict_per_domain
+
+        model = load_adaptive(ctx.store, checkpoint)
+        logits, adapted_on = predict_per_domain(
+            model, split.x, split.row_id, split.domain, checkpoint.adaptation.support_size
+        )
+        names = data.domains or [data.domain or "all"]
+        return model.student, logits, {names[int(d)]: rows for d, rows in adapted_on.items()}
+
+    @staticmethod
+    def notes(adaptation: dict[str, dict[str, list[int]]], saw: list[str], data: Any) -> str:
+        lines = []
+        if adaptation:
+            lines += ["", "## Test-time adaptation", ""]
+            for key, domains in adaptation.items():
+                for domain, rows in domains.items():
+                    shown = ", ".join(map(str, rows[:8])) + (" ..." if len(rows) > 8 else "")
+                    lines.append(
+                        f"- `{key}` adapted to {domain} on its first {len(rows)} rows by row_id "
+                        f"(labels unused): {shown}; every {domain} row was then predicted with "
+                        "those weights"
+                    )
+        if saw:
+            lines += [
+                "",
+                "Trained on a scored domain (not a held-out result): "
+                + ", ".join(f"`{k}`" for k in saw),
+            ]
+        return "\n".join(lines) + ("\n" if lines else "")

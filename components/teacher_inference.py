@@ -99,6 +99,7 @@ class TeacherInference(
                 teacher_version=teacher.data_version,
                 dataset_version=data.data_version,
                 transform=data.transform,
+                teacher_domains=list(teacher.trained_domains),
             )
         )
 

@@ -42,7 +42,7 @@ class TrainComponent(Component[TrainConfig, TrainInputs, TrainOutputs]):
     def run(self, inputs: TrainInputs, ctx: StepContext) -> TrainOutputs:
         from components.training.data import prepare_data
         from components.training.loop import LoopSpec
-        from components.training.steps import export_model, fit_spec_to_dataset
+        from components.training.steps import export_model, fit_spec_to_dataset, trained_domains
         from components.training.supervised import SupervisedObjective
         from components.training.trainer import fit, steps_per_epoch
 
@@ -58,5 +58,12 @@ class TrainComponent(Component[TrainConfig, TrainInputs, TrainOutputs]):
         )
         result = fit(ctx, loop, prepare_data(ctx.store, data, cfg))
         ctx.log("trained %s: val accuracy %.4f", spec.arch, result.metrics["val_accuracy"])
-        model = export_model(ctx, spec, result.student_state, result.metrics, result.history)
+        model = export_model(
+            ctx,
+            spec,
+            result.student_state,
+            result.metrics,
+            result.history,
+            trained_domains(data, cfg),
+        )
         return TrainOutputs(model=model, metrics=result.metrics, history=result.history)

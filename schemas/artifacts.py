@@ -133,6 +133,10 @@ class ModelCheckpoint(ArtifactRef):
     model: ModelSpec = Field(description="The architecture (rebuilds the network).")
     num_parameters: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
+    trained_domains: list[str] = Field(
+        default_factory=list,
+        description="Domains whose labelled rows trained it (multi-domain data; empty: all).",
+    )
 
 
 class LogitShards(ArtifactRef):
@@ -156,6 +160,9 @@ class LogitShards(ArtifactRef):
     teacher_version: str
     dataset_version: str
     transform: str = ""
+    teacher_domains: list[str] = Field(
+        default_factory=list, description="The teacher's `trained_domains`."
+    )
 
 
 class EvalReport(ArtifactRef):
@@ -202,3 +209,43 @@ class SearchValidation(ArtifactRef):
         description="Per predictor (score, semantic, relation, parameters, macs): kendall_tau, "
         "spearman_rho, their p-values, n; null where undefined (a constant predictor)."
     )
+
+
+class AggregatorCheckpoint(ArtifactRef):
+    """A Meta-DMoE aggregator: ``aggregator.pt`` (state dict) for the settings below.
+
+    ``expert_domains[i]`` are the domains expert ``i`` was trained on, in the order of the expert
+    features it was built for; meta-training hides, for each sample, the experts of its domain.
+    """
+
+    expert_dim: int
+    student_dim: int
+    num_heads: int
+    dropout: float
+    expert_versions: list[str] = Field(description="Data versions of the experts, in order.")
+    expert_domains: list[list[str]]
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class Adaptation(Model):
+    """How an adaptive model adapts to a new domain before predicting it."""
+
+    support_size: int = Field(description="Unlabeled rows of the domain it adapts on.")
+    inner_lr: float = Field(description="Step size of each adaptation step.")
+    steps: int = Field(1, description="Adaptation steps.")
+
+
+class AdaptiveModelCheckpoint(ModelCheckpoint):
+    """A model that adapts to each test domain on an unlabeled batch, then predicts it.
+
+    The contract `evaluate` relies on (not Meta-DMoE's internals): per domain, call ``adapt``
+    on the first ``adaptation.support_size`` rows (unlabeled), then predict every row of that
+    domain with the adapted weights (`components.artifacts.adaptive.load_adaptive`). The files
+    are the student's (``model.json``, ``weights.pt``) plus ``aggregator.pt``; the frozen
+    ``experts`` are referenced (same store) and run on the adaptation batch.
+    """
+
+    kind: str = Field("meta_dmoe", description="What adapts (the loader dispatches on it).")
+    adaptation: Adaptation
+    experts: list[ModelCheckpoint]
+    aggregator: AggregatorCheckpoint

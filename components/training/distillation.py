@@ -85,6 +85,21 @@ def check_teacher_inputs(
             raise ValueError(f"losses[{i}] ({loss.type}) needs {needs}{hint}")
 
 
+def kept_teachers(
+    cfg: DistillConfig, logits: Sequence[LogitShards], teachers: Sequence[ModelCheckpoint]
+) -> tuple[list[LogitShards], list[ModelCheckpoint]]:
+    """The teachers left after `skip_teachers_trained_on` (e.g. the expert of a held-out
+    domain); ``teacher_weights`` apply to these, in input order."""
+    skip = set(cfg.skip_teachers_trained_on)
+    kept_logits = [c for c in logits if not skip & set(c.teacher_domains)]
+    kept_online = [t for t in teachers if not skip & set(t.trained_domains)]
+    if skip and (logits or teachers) and not (kept_logits or kept_online):
+        raise ValueError(
+            f"every teacher was trained on {sorted(skip)} (skip_teachers_trained_on): none left"
+        )
+    return kept_logits, kept_online
+
+
 def distill_student(
     ctx: StepContext,
     cfg: DistillConfig,
@@ -105,6 +120,7 @@ def distill_student(
     from components.training.objective import DistillObjective
     from components.training.trainer import fit, steps_per_epoch
 
+    logits, teachers = kept_teachers(cfg, logits, teachers)
     check_teacher_inputs(cfg, logits, teachers)
     caches = list(logits)
     training_data = prepare_data(ctx.store, data, cfg, caches)

@@ -31,12 +31,22 @@ def fit_spec_to_dataset(spec: ModelSpec, dataset: Dataset) -> ModelSpec:
     return spec.model_copy(update=updates) if updates else spec
 
 
+def trained_domains(dataset: Dataset, settings: Any) -> list[str]:
+    """The domains whose labelled rows a training step used (multi-domain data), so that
+    later steps can tell which models saw a held-out domain; [] for single-domain data."""
+    if not dataset.domains:
+        return []
+    chosen = settings.domains if settings.domains is not None else dataset.domains
+    return [d for d in chosen if d not in settings.exclude_domains]
+
+
 def export_model(
     ctx: StepContext,
     spec: ModelSpec,
     state: dict[str, torch.Tensor],
     metrics: dict[str, float],
     history: list[dict[str, Any]],
+    domains: list[str] | None = None,
 ) -> ModelCheckpoint:
     """Write the student as a `ModelCheckpoint` (spec + weights), rebuildable anywhere.
 
@@ -49,13 +59,14 @@ def export_model(
 
     model = build_model(spec)
     model.load_state_dict(state)
-    return save_model(
+    checkpoint = save_model(
         ctx,
         "model",
         model,
         metrics=without_wall_clock(metrics),
         extra={"history": [without_wall_clock(h) for h in history]},
     )
+    return checkpoint.model_copy(update={"trained_domains": list(domains or [])})
 
 
 WALL_CLOCK_KEYS = frozenset({"seconds"})

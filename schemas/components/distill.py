@@ -29,6 +29,11 @@ class DistillConfig(TrainingSettings):
         min_length=1,
         description="Loss terms, summed with their weights (the README's loss table).",
     )
+    skip_teachers_trained_on: list[str] = Field(
+        default_factory=list,
+        description="Leave out teachers (caches or checkpoints) trained on any of these domains, "
+        "e.g. the held-out target domain of a leave-one-domain-out experiment.",
+    )
     teacher_weights: list[float] | None = Field(
         None,
         description="Fusion ratios between several teachers, one per teacher in input order "

@@ -12,6 +12,11 @@ class EvaluateConfig(Model):
     """What to measure and how to label the models."""
 
     split: str = Field("test", description="The split every model is scored on.")
+    domains: list[str] | None = Field(
+        None,
+        description="Score only rows of these domains (a multi-domain dataset, e.g. the "
+        "held-out target domain). Default: every row of the split.",
+    )
     names: list[str] | None = Field(
         None,
         description="A label per model, in input order; repeated labels (seeds of one recipe) "
