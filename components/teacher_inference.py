@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import Component, StepContext
@@ -54,6 +55,7 @@ class TeacherInference(
     def run(self, inputs: TeacherInferenceInputs, ctx: StepContext) -> TeacherInferenceOutputs:
         from components.artifacts.logits import ShardWriter
         from components.inference.predictor import TeacherPredictor
+        from orchestrator.execution import metrics as dashboard
 
         cfg, data, teacher = self.config, inputs.data, inputs.teacher
         splits = cfg.splits or list(data.splits)
@@ -62,6 +64,7 @@ class TeacherInference(
             raise ValueError(
                 f"splits {unknown} are not in the dataset (it has {list(data.splits)})"
             )
+        started = time.perf_counter()
         path = ctx.output_path("logits")
         writers = {s: ShardWriter(ctx.store, f"{path}/{s}", cfg.rows_per_shard) for s in splits}
         predictor_args: dict[str, Any] = {
@@ -79,6 +82,7 @@ class TeacherInference(
         else:
             feature_dim = self._actor_pool(ctx, predictor_args, data, splits, writers)
         rows = {s: w.close() for s, w in writers.items()}
+        dashboard.inference_rows(ctx.step_id, sum(rows.values()) / (time.perf_counter() - started))
         for split, writer in writers.items():
             ctx.log(
                 "%s: %d rows of teacher outputs in %d shards (%.1f MB)",

@@ -11,7 +11,7 @@ from orchestrator.compile import capacity_problems, compile_pipeline
 from orchestrator.compile.external import config_check_problems
 from orchestrator.compile.graph import Graph
 from orchestrator.compile.problems import make_locator
-from orchestrator.errors import RunFailed, ValidationFailed
+from orchestrator.errors import RunFailed, StorageError, ValidationFailed
 from orchestrator.execution.decide import Decision
 from orchestrator.execution.ray_session import embedded_capacity, ray_session, target_address
 from orchestrator.execution.scheduler import Listener, Scheduler
@@ -102,6 +102,22 @@ def plan(
     return plan_graph(graph, store)
 
 
+def _check_shared_storage(store: ArtifactStore, embedded: bool) -> None:
+    """Refuse a local-path store on a cluster of several nodes: they share no disk, so a step
+    on one node could not read what another wrote (object storage is what works)."""
+    if embedded or not store.is_local:
+        return
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1:
+        raise StorageError(
+            f"the artifact store {store.root} is a local folder, but the cluster has "
+            f"{len(nodes)} nodes that share no disk: steps on other nodes could not read it. "
+            "Use object storage: --storage s3://BUCKET/PREFIX (see infra/README.md)"
+        )
+
+
 def _check_capacity(
     graph: Graph, loaded: LoadedPipeline, resources: dict[str, float], strict: bool
 ) -> None:
@@ -126,6 +142,8 @@ def run(
     on_session: Any = None,
     raise_on_failure: bool = False,
     storage_options: StorageOptions | None = None,
+    progress: bool = False,
+    run_id: str | None = None,
 ) -> RunRecord:
     """Validate and run a pipeline; returns its `RunRecord` (see `RunFailed` for failures).
 
@@ -133,7 +151,28 @@ def run(
     step is cached, no Ray is started either: the run only records the cache hits.
     ``on_session`` is called with the `RaySession` once Ray is up (the CLI prints the dashboard).
     ``storage_options`` override the file's ``storage_options`` one by one (``--storage-option``).
+    ``progress`` prints a line per step event to stderr, as `kdorch run` does.
     """
+    if progress:
+        from orchestrator.cli.progress import ConsoleReporter
+
+        reporter = ConsoleReporter()
+        try:
+            return run(
+                source,
+                storage=storage,
+                address=address,
+                overrides=overrides,
+                profile=profile,
+                executor=executor,
+                listeners=[*listeners, reporter],
+                on_session=on_session,
+                raise_on_failure=raise_on_failure,
+                storage_options=storage_options,
+                run_id=run_id,
+            )
+        finally:
+            reporter.close()
     loaded = load(source, overrides, profile)
     graph = _compile(loaded, None)
     store = open_store(loaded.spec, storage, options=storage_options)
@@ -142,19 +181,21 @@ def run(
     if executor == "local":
         from orchestrator.execution.backend import LocalBackend
 
-        scheduler = Scheduler(graph, store, LocalBackend(), listeners=listeners)
+        scheduler = Scheduler(graph, store, LocalBackend(), listeners=listeners, run_id=run_id)
         record = scheduler.run()
     elif executor == "ray":
         from orchestrator.execution.ray_backend import RayBackend
 
         with ray_session(loaded.spec.ray, address) as session:
             _check_capacity(graph, loaded, session.resources, strict=session.embedded)
+            _check_shared_storage(store, session.embedded)
             if on_session is not None:
                 on_session(session)
             scheduler = Scheduler(
                 graph,
                 store,
                 RayBackend(),
+                run_id=run_id,
                 listeners=listeners,
                 ray_address=session.address,
                 dashboard_url=session.dashboard_url,

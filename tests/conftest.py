@@ -31,6 +31,7 @@ TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "RAY_metrics_report_interval_ms": "500",  # metrics reach Prometheus text within a second
 }
 os.environ.update(TEST_ENV)
 # DeepSpeed compiles its CPU comm op once (~40 s); keep the build between test sessions.
@@ -54,11 +55,19 @@ def ray_temp_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def ray_context(ray_temp_dir: Path) -> Iterator[object]:
-    """A real local Ray for the whole session, with its dashboard (state API, Jobs API)."""
+def ray_metrics_port() -> int:
+    """Where the session cluster's node exports metrics in Prometheus text."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_context(ray_temp_dir: Path, ray_metrics_port: int) -> Iterator[object]:
+    """A real local Ray for the whole session, with its dashboard (state API, Jobs API) and
+    a metrics export port (`ray_metrics_port`)."""
     import ray
 
     context = ray.init(
+        _metrics_export_port=ray_metrics_port,
         address="local",
         num_cpus=4,
         include_dashboard=True,

@@ -62,7 +62,14 @@ def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData, resume: str)
     torch.set_num_threads(max(1, int(ctx.resources.num_cpus or settings.scaling.cpus_per_worker)))
     epochs = settings.epochs
 
+    held = data.held.get("train")
+    rows = len(held["y"]) if held else spec.steps_per_epoch * settings.batch_size
+
     def progress(metrics: dict[str, Any]) -> None:
+        from orchestrator.execution import metrics as dashboard
+
+        seconds = float(metrics.get("seconds") or 0.0)
+        dashboard.training_epoch(ctx.step_id, int(metrics["epoch"]), rows / max(seconds, 1e-9))
         ctx.log(
             "epoch %d/%d: loss %.4f, val accuracy %.4f",
             int(metrics["epoch"]) + 1,

@@ -37,7 +37,7 @@ from orchestrator.errors import (
 )
 from orchestrator.frontend.overrides import SET_EXAMPLE
 from orchestrator.storage.options import parse_storage_options
-from orchestrator.storage.store import ArtifactStore
+from orchestrator.storage.store import ArtifactStore, resolve_storage
 
 
 class _WholeSummaryGroup(TyperGroup):
@@ -240,6 +240,10 @@ def run(
             help="Show Ray's own log lines and its workers' output (not with --json).",
         ),
     ] = False,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", hidden=True, help="The run's id (kdorch submit: the job's)."),
+    ] = None,
 ) -> None:
     """Run a pipeline: cached steps are reused, the rest run on Ray."""
     options = parse_storage_options(storage_option or [])
@@ -274,6 +278,7 @@ def run(
                 listeners=[reporter],
                 on_session=on_session,
                 storage_options=options,
+                run_id=run_id,
             )
     finally:
         reporter.close()
@@ -418,7 +423,6 @@ def _open_records_store(storage: str | None, items: list[str] | None) -> Artifac
     --storage-option; checked readable first (a wrong endpoint is one clear error)."""
     from orchestrator.storage.options import merge_options
     from orchestrator.storage.probe import check_store
-    from orchestrator.storage.store import resolve_storage
     from schemas.storage import StorageOptions
 
     options = merge_options(StorageOptions(), parse_storage_options(items or []))
@@ -500,6 +504,70 @@ def submit(
     )
     if code:
         raise typer.Exit(code)
+
+
+@app.command()
+def gc(
+    storage: StorageOpt = None,
+    storage_option: StorageOptionOpt = None,
+    runs_older_than: Annotated[
+        float | None,
+        typer.Option("--runs-older-than", metavar="DAYS", help="Also delete run records this old."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be deleted.")
+    ] = False,
+) -> None:
+    """Delete attempt folders of failed or interrupted steps (never a committed result)."""
+    from orchestrator.storage.gc import collect
+
+    store = ArtifactStore(
+        resolve_storage(storage, None), parse_storage_options(storage_option or [])
+    )
+    removals = collect(store, runs_older_than, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for removal in removals:
+        out.print(f"{verb} {removal.path} ({removal.bytes / 2**20:.1f} MB): {removal.why}")
+    total = sum(r.bytes for r in removals) / 2**20
+    err.print(f"{verb} {len(removals)} folders, {total:.1f} MB, in {store.root}")
+
+
+JobAddressOpt = Annotated[
+    str, typer.Option("--address", help="Ray dashboard/Jobs address, e.g. http://head:8265.")
+]
+
+
+@app.command()
+def status(
+    job: Annotated[str | None, typer.Argument(help="A job id from `kdorch submit`.")] = None,
+    address: JobAddressOpt = "http://127.0.0.1:8265",
+    storage: StorageOpt = None,
+    storage_option: StorageOptionOpt = None,
+) -> None:
+    """A submitted run: job state, steps done/running/cached/failed, nodes used, the report.
+
+    Without JOB, lists the kdorch jobs on the cluster."""
+    from orchestrator.cli.jobs import list_jobs, show_job, view
+
+    if job is None:
+        list_jobs(out, address)
+        return
+    options = parse_storage_options(storage_option or [])
+    show_job(out, view(address, job, storage, options))
+
+
+@app.command()
+def logs(
+    job: Annotated[str, typer.Argument(help="A job id from `kdorch submit`.")],
+    address: JobAddressOpt = "http://127.0.0.1:8265",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+) -> None:
+    """A submitted run's driver output, through the Ray Jobs API."""
+    from orchestrator.cli.jobs import print_logs
+
+    print_logs(out, address, job, follow)
 
 
 # Problems the user fixes in the pipeline, its options or its storage settings: exit 2.

@@ -7,6 +7,7 @@ the cluster's image only needs kdorch's dependencies.
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from orchestrator.api import load
+from orchestrator.cli.jobs import ENDPOINT_KEY, PIPELINE_KEY, STORAGE_KEY
 from orchestrator.errors import ConfigError, KdorchError
 
 WORKING_DIR_EXCLUDES = [
@@ -29,9 +31,15 @@ WORKING_DIR_EXCLUDES = [
 
 
 def build_entrypoint(
-    pipeline: str, overrides: Sequence[str], profile: str | None, storage: str | None
+    pipeline: str,
+    overrides: Sequence[str],
+    profile: str | None,
+    storage: str | None,
+    run_id: str | None = None,
 ) -> str:
     parts = ["python", "-m", "orchestrator", "run", pipeline]
+    if run_id:
+        parts += ["--run-id", run_id]
     for item in overrides:
         parts += ["--set", item]
     if profile:
@@ -39,6 +47,20 @@ def build_entrypoint(
     if storage:
         parts += ["--storage", storage]
     return shlex.join(parts)
+
+
+def submit_with_retries(client: Any, timeout: float = 60.0, **job: Any) -> None:
+    """Submit; a head that has just started answers "No available agent" for a while: retry
+    that, and turn anything else into a message instead of a traceback."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.submit_job(**job)
+            return
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise KdorchError(f"the Ray Jobs API refused the job: {e}") from e
+            time.sleep(1.0)
 
 
 def submit_job(
@@ -74,12 +96,26 @@ def submit_job(
         client = JobSubmissionClient(address)
     except Exception as e:
         raise KdorchError(f"cannot reach the Ray Jobs API at {address}: {e}") from e
-    entrypoint = build_entrypoint(str(relative), overrides, profile, storage)
-    job_id = client.submit_job(
-        entrypoint=entrypoint, runtime_env=runtime_env, metadata={"kdorch_pipeline": spec.name}
+    # The job's submission id is also the run's id: `kdorch status` finds its record by it.
+    job_id = f"kdorch-{spec.name[:40]}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    entrypoint = build_entrypoint(str(relative), overrides, profile, storage, run_id=job_id)
+    store_uri = storage or spec.storage or ""
+    metadata = {PIPELINE_KEY: spec.name, STORAGE_KEY: store_uri}
+    if spec.storage_options.endpoint_url:
+        metadata[ENDPOINT_KEY] = spec.storage_options.endpoint_url
+    submit_with_retries(
+        client,
+        entrypoint=entrypoint,
+        runtime_env=runtime_env,
+        metadata=metadata,
+        submission_id=job_id,
     )
     console.print(f"submitted job [bold]{job_id}[/] to {address}: {entrypoint}")
     if not wait:
+        console.print(
+            f"follow it with:\n  kdorch status {job_id} --address {address}\n"
+            f"  kdorch logs {job_id} --address {address} --follow"
+        )
         return 0
     printed = 0
     while True:

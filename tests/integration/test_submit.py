@@ -53,3 +53,44 @@ def test_submit_refuses_a_pipeline_outside_the_working_dir(
     )
     assert result.returncode == 2
     assert "must be inside the working directory" in result.stderr
+
+
+def kdorch(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def test_no_wait_then_status_and_logs_read_the_run_back(ray_dashboard: str, tmp_path: Path) -> None:
+    import re
+
+    from orchestrator.cli.jobs import wait_for
+
+    store = tmp_path / "store"
+    submitted = kdorch(
+        "submit",
+        "tests/resources/good/digits_data.yaml",
+        "--address",
+        ray_dashboard,
+        "--storage",
+        str(store),
+        "--no-wait",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    match = re.search(r"submitted job (\S+)", submitted.stderr)
+    assert match and f"kdorch status {match.group(1)}" in submitted.stderr
+    job = match.group(1)
+    assert wait_for(ray_dashboard, job, timeout=240) == "SUCCEEDED"
+    status = kdorch("status", job, "--address", ray_dashboard)
+    assert status.returncode == 0, status.stderr
+    assert "SUCCEEDED" in status.stdout and "1 ran" in status.stdout
+    assert "nodes used: 1" in status.stdout
+    listing = kdorch("status", "--address", ray_dashboard)
+    assert job in listing.stdout
+    logs = kdorch("logs", job, "--address", ray_dashboard)
+    assert logs.returncode == 0 and "data" in logs.stdout
+    assert (store / "runs" / job / "run.json").exists()  # the run's id is the job's
