@@ -38,7 +38,7 @@ def _status(value: str) -> str:
 
 
 def _short(value: Any, limit: int = _SHORT) -> str:
-    text = json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -52,6 +52,10 @@ def describe_value(store: ArtifactStore, value: Any) -> str:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         keys = ", ".join(list(value[0])[:6])
         return f"{len(value)} entries ({keys})"
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        return _short(f"{len(value)} entries: {', '.join(value)}")  # e.g. metrics per model
+    if isinstance(value, dict) and all(isinstance(v, int | float) for v in value.values()):
+        return _short(", ".join(f"{k}={v:.4g}" for k, v in value.items()))
     return _short(value)
 
 
@@ -60,7 +64,8 @@ def print_run_outputs(console: Console, store: ArtifactStore, record: RunRecord)
     reports = report_files(store, record)
     for step_id, uri in reports:
         console.print(f"[bold]report[/] ({escape(step_id)}): {escape(uri)}", highlight=False)
-    others = [o for o in final_outputs(record) if not o.is_report]
+    reporting = {step_id for step_id, _ in reports}  # their other outputs are in the report
+    others = [o for o in final_outputs(record) if o.step_id not in reporting]
     if others:
         console.print("[bold]final outputs[/]:")
         for output in others:

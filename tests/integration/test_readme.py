@@ -1,5 +1,6 @@
 """The README's examples, executed: its YAML pipelines validate, the Python example builds the
-same spec as the YAML one and runs, and the custom component example works."""
+same spec as the YAML one (which is pipelines/digits_kd.yaml) and runs with progress to a result
+worth having, and the custom component example works."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import types
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator import Pipeline, load_pipeline, registry, run, validate
+from schemas.pipeline import PipelineSpec
 
 pytestmark = pytest.mark.ray
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README_PATH = Path(__file__).resolve().parents[2] / "README.md"
+README = README_PATH.read_text()
 
 
 def blocks(language: str) -> list[str]:
@@ -33,7 +37,16 @@ def test_readme_yaml_pipelines_validate(tmp_path: Path) -> None:
         validate(path)
 
 
-def test_readme_python_example_matches_the_yaml_and_runs(ray_cluster: str, tmp_path: Path) -> None:
+def test_readme_yaml_example_is_the_digits_recipe() -> None:
+    (text,) = [t for t in pipelines() if t.startswith("name: digits_kd\n")]
+    recipe = load_pipeline(README_PATH.parent / "pipelines" / "digits_kd.yaml").spec
+    shown = yaml.safe_load(text)
+    assert recipe.model_copy(update={"profiles": {}}) == PipelineSpec.model_validate(shown)
+
+
+def test_readme_python_example_matches_the_yaml_and_runs(
+    ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (python,) = [b for b in blocks("python") if "Pipeline(" in b]
     yaml_file = tmp_path / "digits_kd.yaml"
     yaml_file.write_text(pipelines()[0])
@@ -50,6 +63,13 @@ def test_readme_python_example_matches_the_yaml_and_runs(ray_cluster: str, tmp_p
     record = namespace["record"]
     assert record.status.value == "succeeded"  # type: ignore[attr-defined]
     assert (tmp_path / ".kdorch" / "runs").is_dir()
+    out, err = capsys.readouterr()
+    assert "✔ student" in err and "✔ report" in err  # progress while it ran
+    # A result worth having: the student keeps most of the teacher's accuracy, much smaller.
+    scores = namespace["scores"]
+    assert scores["teacher"]["top1"] > 0.9 and scores["student"]["top1_kept"] > 0.9  # type: ignore[index]
+    assert scores["student"]["params_ratio"] > 50  # type: ignore[index]
+    assert "teacher " in out and "x fewer" in out
 
 
 def test_readme_custom_component(tmp_path: Path) -> None:
