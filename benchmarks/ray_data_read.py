@@ -64,7 +64,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         files = write_dataset(Path(tmp))
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+        # address="local": a Ray of our own even when others run on this machine.
+        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
         try:
             timed_read(files, "2")  # warm-up: Ray Data's own first-use start-up
             seconds: dict[str, list[float]] = {name: [] for name in SETTINGS}
