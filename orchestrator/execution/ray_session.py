@@ -141,7 +141,10 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
             max_parallel_steps=settings.max_parallel_steps,
         )
         return
-    runtime_env = settings.runtime_env or None
+    # A Ray job's driver (kdorch submit) already runs in the runtime env the job was given
+    # (submit passes the pipeline's); giving it again to ray.init is a conflict Ray refuses.
+    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    runtime_env = None if in_job else (settings.runtime_env or None)
     target = target_address(settings, address)
     quiet = not settings.log_to_driver  # Ray's own lines only with --verbose (ray_output.py)
     taken = None
