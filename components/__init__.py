@@ -11,4 +11,6 @@ BUILTIN: dict[str, str] = {
     "distill": "components.distill:Distill",
     "evaluate": "components.evaluate:EvaluateComponent",
     "student_search": "components.student_search:StudentSearch",
+    "aggregator": "components.aggregator:AggregatorComponent",
+    "meta_distill": "components.meta_distill:MetaDistill",
 }

@@ -11,9 +11,10 @@ def worker_demand(settings: TrainingSettings) -> dict[str, float]:
     if settings.runs_in_process():
         return {}
     scaling = settings.scaling
-    demand = {"CPU": scaling.num_workers * scaling.cpus_per_worker}
+    workers = scaling.min_workers or scaling.num_workers  # elastic: what it needs to start
+    demand = {"CPU": workers * scaling.cpus_per_worker}
     if scaling.use_gpu:
-        demand["GPU"] = float(scaling.num_workers)
+        demand["GPU"] = float(workers)
     return demand
 
 

@@ -138,11 +138,17 @@ def _fit_ray_train(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitR
     settings = spec.training
     scaling = settings.scaling
     held = {split: ray.put(columns) for split, columns in data.held.items()}
+    # Elastic: (min, max) grows as nodes arrive (Ray Train V2; V1's type stubs say int).
+    workers: Any = (
+        (scaling.min_workers, scaling.num_workers)
+        if scaling.min_workers is not None
+        else scaling.num_workers
+    )
     trainer = TorchTrainer(
         _entry,
         train_loop_config={"spec": spec, "held": held},
         scaling_config=ScalingConfig(
-            num_workers=scaling.num_workers,
+            num_workers=workers,
             use_gpu=scaling.use_gpu,
             resources_per_worker={
                 "CPU": scaling.cpus_per_worker,

@@ -32,6 +32,13 @@ class ScalingSettings(Model):
         description="Data-parallel workers (DDP or DeepSpeed ranks). 1: train in the step's own "
         "process (no Ray Train start-up); more: a Ray Train TorchTrainer.",
     )
+    min_workers: int | None = Field(
+        None,
+        ge=1,
+        description="Elastic training: start with as few as this many workers when the cluster "
+        "cannot give `num_workers` yet, and grow towards `num_workers` as nodes arrive (Ray "
+        "Train's (min, max) workers). Only with Ray Train (num_workers > 1).",
+    )
     use_gpu: bool = Field(False, description="One GPU per worker (NCCL); CPU workers use gloo.")
     cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs reserved per worker.")
     max_failures: int = Field(
@@ -40,6 +47,14 @@ class ScalingSettings(Model):
         description="Restarts from the last checkpoint after a worker dies (-1: unlimited; "
         "one worker: the step's task is restarted).",
     )
+
+    @model_validator(mode="after")
+    def _elastic_range(self) -> ScalingSettings:
+        if self.min_workers is not None and self.min_workers > self.num_workers:
+            raise ValueError(
+                f"min_workers ({self.min_workers}) must not exceed num_workers ({self.num_workers})"
+            )
+        return self
 
 
 class DeepSpeedSettings(Model):
