@@ -85,7 +85,7 @@ def _item(annotation: Any) -> tuple[str, Any]:
         return "list of", args[0]
     if origin is dict and len(args) == 2:
         return f"dict of {type_name(args[0])} to", args[1]
-    return "", annotation
+    return "", tp  # Optional[X] unwrapped: the default says it may be null
 
 
 def _tag(member: type[BaseModel], key: str) -> str:
