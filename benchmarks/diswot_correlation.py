@@ -17,7 +17,8 @@ The variants re-score the very candidates that were distilled, on the same batch
 component's own `scorer`), so only the score changes between rows of the table.
 
 Run: ``python benchmarks/diswot_correlation.py [--epochs 3] [--storage DIR]`` (about 10
-minutes on 2 CPU cores; a second run reuses every step from the store).
+minutes on 2 idle CPU cores; a second run reuses every step from the store while the code is
+unchanged; ``--record RUN_ID`` reports on a finished run without running anything).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.search import CandidateSpace, rank_correlation
-from components.search.parallel import ParallelScorer
+from components.search.parallel import ParallelScorer, score_specs
 from components.student_search import StudentSearch
 from orchestrator import Pipeline, run
 from orchestrator.execution.context import StepContext
@@ -43,6 +44,7 @@ from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint
 from schemas.components.student_search import StudentSearchConfig, StudentSearchInputs
 from schemas.models import ModelSpecValue
 from schemas.pipeline import Resources
+from schemas.run import RunRecord
 
 #: 36 candidates under the cap: the correlation is measured on all of them.
 SPACE = {
@@ -148,7 +150,7 @@ def correlation_rows(
     for name, change in VARIANTS.items():
         score = config.score.model_copy(update=change)
         scorer = StudentSearch(config.model_copy(update={"score": score})).scorer(inputs, ctx)
-        scores = [s.as_dict() for s in ParallelScorer(scorer, use_ray=False)(specs)]
+        scores = [s.as_dict() for s in score_specs(scorer, specs)]
         for term, values in (
             ("both", [s["score"] for s in scores]),
             ("semantic", [-s["semantic"] for s in scores]),
@@ -197,10 +199,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="distillation epochs per student")
     parser.add_argument("--candidates", type=int, default=36, help="candidates distilled")
     parser.add_argument("--storage", default=None, help="artifact store (default: a temp dir)")
+    parser.add_argument(
+        "--record",
+        default=None,
+        help="report on this finished run of the store (its id under runs/) instead of running "
+        "the pipeline: the figures again without retraining after a code change",
+    )
     args = parser.parse_args()
     storage = args.storage or tempfile.mkdtemp(prefix="kdorch-diswot-")
     started = time.perf_counter()
-    record = run(pipeline(args.epochs, args.candidates).spec, storage=storage)
+    if args.record:
+        text = (Path(storage) / "runs" / args.record / "run.json").read_text()
+        record: Any = RunRecord.model_validate_json(text)
+    else:
+        record = run(pipeline(args.epochs, args.candidates).spec, storage=storage)
     wall = time.perf_counter() - started
     if record.status.value != "succeeded":
         raise SystemExit(f"the pipeline failed: {[s.error for s in record.steps if s.error]}")
@@ -230,7 +242,9 @@ def main() -> None:
         f"distillation ({args.epochs} epochs, 3,000 rows): {per_distill:.1f} s on average over "
         f"the {len(accuracies)} candidates.\n"
     )
-    print(f"Pipeline wall time: {wall:.0f} s (store: {storage}).")
+    steps = ", ".join(f"{s.step_id} {s.seconds or 0:.0f} s" for s in record.steps)
+    where = f"run {args.record}" if args.record else f"pipeline wall time {wall:.0f} s"
+    print(f"Steps ({where}): {steps}; store: {storage}.")
 
 
 if __name__ == "__main__":
