@@ -37,14 +37,16 @@ def list_item_type(tp: Any) -> Any | None:
 
 def fits(produced: Any, accepted: Any) -> bool:
     """Whether a value of type ``produced`` may be bound to a port annotated ``accepted``."""
+    produced, accepted = strip_annotated(produced), strip_annotated(accepted)
     if accepted is Any or produced is Any:
         return True
-    members = _union_members(accepted)
-    if members is not None:
-        return any(fits(produced, m) for m in members if m is not type(None))
+    # A union output fits when each of its members does (into a union, member by member).
     produced_members = _union_members(produced)
     if produced_members is not None:
         return all(fits(m, accepted) for m in produced_members if m is not type(None))
+    members = _union_members(accepted)
+    if members is not None:
+        return any(fits(produced, m) for m in members if m is not type(None))
     produced_item, accepted_item = list_item_type(produced), list_item_type(accepted)
     if accepted_item is not None and produced_item is not None:
         return fits(produced_item, accepted_item)

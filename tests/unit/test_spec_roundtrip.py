@@ -123,3 +123,15 @@ def test_yaml_off_means_cache_off(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("name: x\nsteps:\n- id: a\n  component: toy_source\n  cache: off\n")
     assert load_pipeline(path).spec.steps[0].cache.value == "off"
+
+
+def test_union_outputs_fit_union_inputs() -> None:
+    from orchestrator.compile.typecheck import fits
+    from schemas.artifacts import ArtifactRef, Dataset, ModelCheckpoint
+    from schemas.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
+
+    assert fits(ModelSpec, ModelSpec) and fits(ModelSpec, ModelSpec | None)
+    assert fits(MLPSpec, ModelSpec) and not fits(ModelSpec, MLPSpec)
+    assert fits(MLPSpec | MnistCNNSpec, MLPSpec | MnistCNNSpec | ResNetSpec)
+    assert not fits(MLPSpec | ResNetSpec, MLPSpec | MnistCNNSpec)
+    assert fits(ModelCheckpoint, ArtifactRef) and not fits(Dataset, ModelCheckpoint)
