@@ -10,6 +10,7 @@ BUILTIN: dict[str, str] = {
     "teacher_inference": "components.teacher_inference:TeacherInference",
     "distill": "components.distill:Distill",
     "evaluate": "components.evaluate:EvaluateComponent",
+    "tune": "components.tune:Tune",
     "student_search": "components.student_search:StudentSearch",
     "aggregator": "components.aggregator:AggregatorComponent",
     "meta_distill": "components.meta_distill:MetaDistill",

@@ -46,6 +46,10 @@ class TunePathError(ValueError):
         self.reason = message
         super().__init__(f"{path}: {message}")
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from both parts: a trial's error crosses process boundaries pickled.
+        return (type(self), (self.path, self.reason))
+
 
 def parse_path(path: str) -> Path:
     """``"losses[0].alpha"`` -> ``("losses", 0, "alpha")``; raises `TunePathError` if malformed."""

@@ -4,6 +4,12 @@
   search algorithm, scheduler, ``tune.TuneConfig``, ``tune.FailureConfig``) and each trial's
   `DistillConfig`. Imports Ray.
 - `components.tuning.reproduce`: the ``--set`` lines that reproduce a trial. No Ray.
+- `components.tuning.trial`: one trial (the training loop in the trial's process with a Tune
+  session, or a TorchTrainer for several workers) and the trainable Tune runs.
+- `components.tuning.sweep`: the Tune experiment in the store (run or restore) and the progress
+  callback.
+- `components.tuning.results`: a finished sweep as rows, the best trial, its weights, the table.
+- `components.tuning.plots`: learning curves and the alpha x temperature heat map.
 
 Nothing is re-exported here, so importing `components.tuning.reproduce` stays cheap.
 """
