@@ -21,6 +21,10 @@ PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
 
 #: Recipes whose students must be smaller than their teacher in parameters and in MACs.
 DISTILLATION = {"hinton_kd", "digits_kd", "tabular_kd"}
+#: Models a recipe reports but does not expect to learn the scored rows: in a leave-one-domain-out
+#: recipe, the domain experts of other domains and KD from their plain average (the report shows
+#: how far off they are; that is the point of the comparison).
+OUT_OF_DOMAIN = {"meta_dmoe": ("expert_", "kd_experts")}
 #: How far above the majority baseline every model of a tabular recipe must be.
 TABULAR_MARGIN = 0.3
 
@@ -74,11 +78,17 @@ def test_pipeline_smoke_profile(pipeline: Path, ray_cluster: str, tmp_path: Path
         baseline = step["outputs"]["report"]["baselines"]["majority"]
         margin = TABULAR_MARGIN if pipeline.stem == "tabular_kd" else 0.0
         for name, row in metrics.items():
+            if name.startswith(OUT_OF_DOMAIN.get(pipeline.stem, ())):
+                continue
             assert row["top1"] > 0.5, (name, row["top1"])  # every model beats chance by far
             assert row["top1"] > baseline + margin, (name, row["top1"], baseline)
             if pipeline.stem in DISTILLATION and name != "teacher":
                 assert row["params_ratio"] > 1 and row["macs_ratio"] > 1, (name, row)
         assert (Path(record["storage"]) / step["outputs"]["report"]["path"] / "report.md").exists()
+    if pipeline.stem == "meta_dmoe":  # the adaptive student adapted on the held-out domain
+        report = Path(record["storage"]) / reports[0]["outputs"]["report"]["path"]
+        adapted = json.loads((report / "report.json").read_text())["adaptation"]
+        assert list(adapted["meta_dmoe"]) == ["rot0"] and len(adapted["meta_dmoe"]["rot0"]) == 24
     second = json.loads(kdorch(*args).stdout)
     assert {s["status"] for s in second["steps"]} == {"cached"}
     if pipeline.stem == "hinton_kd":  # another student config reuses the teacher and its logits
