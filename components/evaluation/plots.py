@@ -10,7 +10,8 @@ import numpy as np
 from components.evaluation.metrics import Reliability
 
 
-def _figure(width: float = 5.0, height: float = 4.0) -> Any:
+def figure(width: float = 5.0, height: float = 4.0) -> Any:
+    """A headless matplotlib (figure, axes) pair (Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,7 +20,8 @@ def _figure(width: float = 5.0, height: float = 4.0) -> Any:
     return plt.subplots(figsize=(width, height), dpi=100)
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
     import io
 
     import matplotlib.pyplot as plt
@@ -33,7 +35,7 @@ def _png(fig: Any) -> bytes:
 
 def reliability_diagram(curves: Mapping[str, Reliability]) -> bytes:
     """Accuracy against confidence per bin, one line per model; the diagonal is calibrated."""
-    fig, ax = _figure()
+    fig, ax = figure()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="calibrated")
     for name, curve in curves.items():
         used = curve.counts > 0
@@ -46,11 +48,11 @@ def reliability_diagram(curves: Mapping[str, Reliability]) -> bytes:
         )
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="Reliability")
     ax.legend(fontsize=7, loc="upper left")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str) -> bytes:
-    fig, ax = _figure(4.5, 4.0)
+    fig, ax = figure(4.5, 4.0)
     ax.imshow(matrix, cmap="Blues")
     ticks = range(len(class_names))
     ax.set_xticks(list(ticks), class_names, fontsize=7)
@@ -60,12 +62,12 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str) -> 
         if count:
             color = "white" if count > matrix.max() / 2 else "black"
             ax.text(j, i, str(count), ha="center", va="center", fontsize=6, color=color)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def comparison_chart(groups: Mapping[str, tuple[float, float]]) -> bytes:
     """Top-1 accuracy per model or recipe (mean with a std error bar)."""
-    fig, ax = _figure(max(4.0, 1.1 * len(groups)), 3.5)
+    fig, ax = figure(max(4.0, 1.1 * len(groups)), 3.5)
     names = list(groups)
     means = [groups[n][0] * 100 for n in names]
     stds = [groups[n][1] * 100 for n in names]
@@ -76,4 +78,4 @@ def comparison_chart(groups: Mapping[str, tuple[float, float]]) -> bytes:
         ax.text(
             bar.get_x() + bar.get_width() / 2, mean + 0.2, f"{mean:.1f}", ha="center", fontsize=8
         )
-    return _png(fig)
+    return png_bytes(fig)

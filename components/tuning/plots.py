@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from components.evaluation.plots import figure, png_bytes
 from components.tuning.results import TrialRow
 from schemas.components.tune import Choice, Grid, LogUniform, TuneConfig
 
@@ -19,31 +20,10 @@ _COLOURS = {"completed": "#4c72b0", "stopped": "#dd8452", "failed": "#c44e52"}
 BINS = 5
 
 
-def _figure(width: float, height: float) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height), dpi=100)
-
-
-def _png(fig: Any) -> bytes:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def learning_curves(rows: list[TrialRow], config: TuneConfig, best: str) -> bytes:
     """The metric per epoch for every trial; a cross where ASHA stopped one, the best in bold."""
     metric = config.metric
-    fig, ax = _figure(6.0, 4.0)
+    fig, ax = figure(6.0, 4.0)
     shown: set[str] = set()
     for row in rows:
         points = [(h["training_iteration"], h[metric]) for h in row.history if metric in h]
@@ -60,7 +40,7 @@ def learning_curves(rows: list[TrialRow], config: TuneConfig, best: str) -> byte
     ax.plot([], [], color="black", linewidth=2.2, label=f"best: {best}")
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch (x: stopped by ASHA)")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def alpha_temperature_paths(config: TuneConfig) -> tuple[str, str] | None:
@@ -114,7 +94,7 @@ def heat_map(rows: list[TrialRow], config: TuneConfig) -> bytes | None:
         if np.isnan(grid[i, j]) or sign * value > sign * grid[i, j]:
             grid[i, j] = value
         counts[i, j] += 1
-    fig, ax = _figure(1.2 * len(x_labels) + 2.5, 0.7 * len(y_labels) + 2.0)
+    fig, ax = figure(1.2 * len(x_labels) + 2.5, 0.7 * len(y_labels) + 2.0)
     image = ax.imshow(grid, cmap="viridis" if sign > 0 else "viridis_r", aspect="auto")
     fig.colorbar(image, ax=ax, label=config.metric)
     ax.set_xticks(range(len(x_labels)), x_labels, fontsize=7)
@@ -124,4 +104,4 @@ def heat_map(rows: list[TrialRow], config: TuneConfig) -> bytes | None:
         if not np.isnan(value):
             text = f"{value:.3f}\n({counts[i, j]})"
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white")
-    return _png(fig)
+    return png_bytes(fig)
