@@ -116,19 +116,16 @@ class TeacherInference(
         writers: dict[str, ShardWriter],
     ) -> int | None:
         """In this process, file by file (bounded memory), batch by batch."""
-        import io
-
         import pyarrow as pa
-        import pyarrow.parquet as pq
         import torch
 
-        from components.artifacts.datasets import split_files
+        from components.artifacts.datasets import parquet_table, split_files
 
         torch.set_num_threads(max(1, int(ctx.resources.num_cpus or self.config.cpus_per_actor)))
         feature_dim = None
         for split in splits:
             for name in split_files(ctx.store, data, split):
-                table = pq.read_table(io.BytesIO(ctx.store.read_file(data, name)))
+                table = ctx.store.read_parsed(data, name, parquet_table, arrow_file=True)
                 for batch in table.to_batches(max_chunksize=self.config.batch_size):
                     out = predictor(pa.Table.from_batches([batch]))
                     if self.config.feature and feature_dim is None:

@@ -12,7 +12,6 @@ streaming data that does not fit in memory.
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -116,10 +115,19 @@ def split_files(store: ArtifactStore, dataset: Dataset, split: str) -> list[str]
     return sorted(e.path for e in store.manifest(dataset).files if e.path.startswith(prefix))
 
 
+def parquet_table(data: Any, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file as a table, from its bytes (any bytes-like buffer, read without copying:
+    through a ``BytesIO`` pyarrow would read them back via Python, copy by copy) or from an
+    open pyarrow file (`ArtifactStore.read_parsed` with ``arrow_file=True``)."""
+    source = data if isinstance(data, pa.NativeFile) else pa.BufferReader(data)
+    return pq.read_table(source, columns=columns)
+
+
 def read_table(store: ArtifactStore, dataset: Dataset, split: str) -> pa.Table:
-    """One split as an Arrow table, every file verified against the manifest."""
+    """One split as an Arrow table, every file verified against the manifest (hashed while it
+    is parsed: `ArtifactStore.read_parsed`)."""
     tables = [
-        pq.read_table(io.BytesIO(store.read_file(dataset, name)))
+        store.read_parsed(dataset, name, parquet_table, arrow_file=True)
         for name in split_files(store, dataset, split)
     ]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -140,7 +148,7 @@ def read_split(store: ArtifactStore, dataset: Dataset, split: str) -> SplitArray
 def read_labels(store: ArtifactStore, dataset: Dataset, split: str) -> np.ndarray:
     """One split's labels (``y``) only: every file verified, only its ``y`` column parsed."""
     parts = [
-        pq.read_table(io.BytesIO(store.read_file(dataset, name)), columns=["y"])
+        store.read_parsed(dataset, name, lambda data: parquet_table(data, ["y"]), arrow_file=True)
         .column("y")
         .to_numpy()
         for name in split_files(store, dataset, split)

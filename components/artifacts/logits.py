@@ -3,19 +3,18 @@
 Rows arrive in dataset order, are cut into shards of ``rows_per_shard`` and written with fixed
 settings, so the same teacher on the same data gives byte-identical shards, the same content
 hashes, and reusable downstream caches. Reads verify every shard against the manifest while
-parsing the very bytes that were hashed (one read per shard).
+parsing the very bytes that are hashed (one read per shard, hashed while it is parsed).
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.artifacts.datasets import check_split_name
+from components.artifacts.datasets import check_split_name, parquet_table
 from orchestrator import ArtifactError, ArtifactStore
 from schemas.artifacts import Dataset, LogitShards
 
@@ -91,7 +90,7 @@ def read_teacher_table(store: ArtifactStore, logits: LogitShards, split: str) ->
             f"logit shards at {store.uri(logits.path)} have no split '{split}' (splits: "
             f"{list(logits.splits)})"
         )
-    tables = [pq.read_table(io.BytesIO(store.read_file(logits, name))) for name in names]
+    tables = [store.read_parsed(logits, name, parquet_table, arrow_file=True) for name in names]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 

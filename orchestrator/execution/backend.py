@@ -30,8 +30,11 @@ class Backend(Protocol):
         """Start the step; returns a handle."""
         ...
 
-    def wait_any(self, handles: list[object]) -> tuple[object, Outcome]:
-        """Block until one of ``handles`` finishes; return it and its outcome."""
+    def wait_any(
+        self, handles: list[object], timeout: float | None = None
+    ) -> tuple[object, Outcome] | None:
+        """Block until one of ``handles`` finishes (at most ``timeout`` seconds: then None);
+        return it and its outcome."""
         ...
 
     def cancel(self, handles: list[object]) -> None: ...
@@ -45,6 +48,9 @@ class LocalBackend:
     """
 
     name = "local"
+    #: Steps have finished by the time `submit` returns: `wait_any` never blocks, so the
+    #: scheduler need not bring the record up to date before calling it.
+    runs_on_submit = True
 
     def __init__(self) -> None:
         self._done: dict[int, Outcome] = {}
@@ -65,7 +71,9 @@ class LocalBackend:
             )
         return handle
 
-    def wait_any(self, handles: list[object]) -> tuple[object, Outcome]:
+    def wait_any(
+        self, handles: list[object], timeout: float | None = None
+    ) -> tuple[object, Outcome] | None:
         handle = handles[0]
         return handle, self._done.pop(handle)  # type: ignore[call-overload]
 

@@ -56,9 +56,21 @@ def resolve_inputs(node: Node, outputs: dict[str, BaseModel]) -> dict[str, Any]:
     return values
 
 
-def material_for(node: Node, inputs: dict[str, Any]) -> dict[str, Any]:
+#: Code fingerprints by component class, kept for one plan or run (`Component.fingerprint`
+#: reads and hashes the component's source tree: once per component, not once per step).
+Fingerprints = dict[type, tuple[dict[str, str], dict[str, str]]]
+
+
+def material_for(
+    node: Node, inputs: dict[str, Any], fingerprints: Fingerprints | None = None
+) -> dict[str, Any]:
     component = node.component
-    code, packages = component.fingerprint()
+    if fingerprints is None:
+        code, packages = component.fingerprint()
+    else:
+        if component not in fingerprints:
+            fingerprints[component] = component.fingerprint()
+        code, packages = fingerprints[component]
     try:
         external = component.external_fingerprint(node.config)
     except KdorchError:
@@ -118,9 +130,16 @@ def why_missed(
     return explain_difference(commit.key_material, material)
 
 
-def decide(node: Node, inputs: dict[str, Any], store: ArtifactStore, pipeline: str) -> Decision:
-    """Cached or run, with the key and the reason (see the module docstring)."""
-    material = material_for(node, inputs)
+def decide(
+    node: Node,
+    inputs: dict[str, Any],
+    store: ArtifactStore,
+    pipeline: str,
+    fingerprints: Fingerprints | None = None,
+) -> Decision:
+    """Cached or run, with the key and the reason (see the module docstring). ``fingerprints``:
+    a memo shared by the steps of one plan or run."""
+    material = material_for(node, inputs, fingerprints)
     key = step_key(material)
     name = node.component.key
     if node.cache != CachePolicy.default:

@@ -52,8 +52,12 @@ class RayBackend:
         self._submitted[handle] = time.perf_counter()
         return handle
 
-    def wait_any(self, handles: list[object]) -> tuple[object, Outcome]:
-        ready, _ = ray.wait(handles, num_returns=1)
+    def wait_any(
+        self, handles: list[object], timeout: float | None = None
+    ) -> tuple[object, Outcome] | None:
+        ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)
+        if not ready:
+            return None
         handle = ready[0]
         elapsed = time.perf_counter() - self._submitted.pop(handle, time.perf_counter())
         try:

@@ -6,9 +6,10 @@ descendants `skipped`; independent branches carry on, and everything that finish
 committed for the next run.
 
 The run record costs O(1) per step: events are appended in chunks and ``run.json`` is rewritten
-at most once per `PERSIST_INTERVAL_S` while steps finish quickly, and before the scheduler
-blocks waiting for a step (at most every `WAIT_PERSIST_S`) — so the record on disk is current
-whenever a step takes a while, and a 1,000-step run does not rewrite a growing file 2,000 times.
+at most once per `PERSIST_INTERVAL_S` while steps finish quickly, and when the scheduler waits
+for a step with news unwritten: at once, or, if it wrote less than `WAIT_PERSIST_S` ago, after
+waiting out the rest of that time — so the record on disk is current whenever a step takes a
+while, and a 1,000-step run does not rewrite a growing file 2,000 times.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from orchestrator.compile.graph import Graph, Node
 from orchestrator.errors import ComponentError
 from orchestrator.execution import metrics
 from orchestrator.execution.backend import Backend, Outcome
-from orchestrator.execution.decide import Decision, decide, resolve_inputs
+from orchestrator.execution.decide import Decision, Fingerprints, decide, resolve_inputs
 from orchestrator.execution.step_runner import StepTask
 from orchestrator.storage.store import ArtifactStore, CorruptArtifact
 from schemas.run import ErrorInfo, Event, EventKind, RunRecord, RunStatus, StepRecord, StepStatus
@@ -50,6 +51,7 @@ def plan(graph: Graph, store: ArtifactStore) -> list[Decision]:
     """What a run would do now: which steps are cached and which would run, and why."""
     known: dict[str, BaseModel] = {}
     steps = []
+    fingerprints: Fingerprints = {}
     for node in graph.nodes.values():
         pending = sorted(u for u in node.upstream if u not in known)
         if pending:
@@ -57,7 +59,7 @@ def plan(graph: Graph, store: ArtifactStore) -> list[Decision]:
                 Decision(node.id, node.component.key, "run", None, f"after {', '.join(pending)}")
             )
             continue
-        decision = decide(node, resolve_inputs(node, known), store, graph.spec.name)
+        decision = decide(node, resolve_inputs(node, known), store, graph.spec.name, fingerprints)
         if decision.outputs is not None:
             known[node.id] = decision.outputs
         steps.append(decision)
@@ -119,6 +121,7 @@ class Scheduler:
         self._pending_events: list[str] = []
         self._chunk = 0
         self._last_persist = 0.0
+        self._fingerprints: Fingerprints = {}
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def emit(self, kind: EventKind, step_id: str | None = None, **fields: Any) -> None:
@@ -152,11 +155,32 @@ class Scheduler:
         self._last_persist = time.monotonic()
         return self.record
 
+    def wait_any(self, handles: list[object]) -> tuple[object, Outcome]:
+        """The next step to finish. News not yet on disk (a step started, another finished) is
+        written before blocking, or — when the record was written less than `WAIT_PERSIST_S`
+        ago — once that much time has passed without a step finishing: the record is rewritten
+        at most every `WAIT_PERSIST_S`, and while a step takes a while it says so."""
+        backend = self.backend
+        if getattr(backend, "runs_on_submit", False) or not self._pending_events:
+            return self._finished(backend.wait_any(handles))
+        remaining = WAIT_PERSIST_S - (time.monotonic() - self._last_persist)
+        if remaining > 0:
+            finished = backend.wait_any(handles, timeout=remaining)
+            if finished is not None:
+                return finished
+        self.persist(interval=0.0)
+        return self._finished(backend.wait_any(handles))
+
+    @staticmethod
+    def _finished(finished: tuple[object, Outcome] | None) -> tuple[object, Outcome]:
+        assert finished is not None, "a wait without a timeout returned nothing"
+        return finished
+
     # -- the loop -------------------------------------------------------------------------------
     def reuse_or_prepare(self, node: Node) -> StepTask | None:
         """Record the committed result if there is one (None), else the task that must run."""
         inputs = resolve_inputs(node, self.outputs)
-        decision = decide(node, inputs, self.store, self.graph.spec.name)
+        decision = decide(node, inputs, self.store, self.graph.spec.name, self._fingerprints)
         assert decision.key is not None and decision.material is not None
         if decision.outputs is not None:
             self.outputs[node.id] = decision.outputs
@@ -280,8 +304,7 @@ class Scheduler:
                     running[self.submit(self.graph.nodes[nid], ready.pop(nid))] = nid
                 if not running:
                     continue
-                self.persist(interval=WAIT_PERSIST_S)  # about to wait: let the record catch up
-                handle, outcome = self.backend.wait_any(list(running))
+                handle, outcome = self.wait_any(list(running))
                 nid = running.pop(handle)
                 self.finish(self.graph.nodes[nid], outcome)
                 if outcome.error is not None:
