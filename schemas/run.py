@@ -83,6 +83,7 @@ class EventKind(str, Enum):
     finished = "finished"
     failed = "failed"
     skipped = "skipped"
+    progress = "progress"  # a running step's own line (StepContext.log)
 
 
 class Event(Model):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ def fit(ctx: StepContext, spec: LoopSpec, data: TrainingData, *, resume: str = "
     return _fit_ray_train(ctx, spec, data)
 
 
+#: Seconds between two epoch lines of a training step on the console.
+PROGRESS_EVERY_S = 5.0
+
+
 def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData, resume: str) -> LoopResult:
     settings = spec.training
     use_gpu = settings.scaling.use_gpu and torch.cuda.is_available()
@@ -65,11 +70,18 @@ def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData, resume: str)
     held = data.held.get("train")
     rows = len(held["y"]) if held else spec.steps_per_epoch * settings.batch_size
 
+    last_line = [float("-inf")]
+
     def progress(metrics: dict[str, Any]) -> None:
         from orchestrator.execution import metrics as dashboard
 
         seconds = float(metrics.get("seconds") or 0.0)
-        dashboard.training_epoch(ctx.step_id, int(metrics["epoch"]), rows / max(seconds, 1e-9))
+        epoch = int(metrics["epoch"])
+        dashboard.training_epoch(ctx.step_id, epoch, rows / max(seconds, 1e-9))
+        # A line every few seconds (and for the last epoch): progress, not a flood.
+        if epoch + 1 < epochs and time.monotonic() - last_line[0] < PROGRESS_EVERY_S:
+            return
+        last_line[0] = time.monotonic()
         ctx.log(
             "epoch %d/%d: loss %.4f, val accuracy %.4f",
             int(metrics["epoch"]) + 1,

@@ -31,6 +31,11 @@ class ConsoleReporter:
         if event.kind == EventKind.planned and event.step_id:
             self._width = max(self._width, len(event.step_id))
             return
+        if event.kind == EventKind.progress and event.step_id:
+            step = escape(f"{event.step_id:<{self._width}}")
+            self.console.print(f"   {step} [dim]{escape(event.message)}[/]", highlight=False)
+            self._refresh()
+            return
         if event.kind not in _MARKS or event.step_id is None:
             return
         mark, word = _MARKS[event.kind]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.compile.graph import Node
+from orchestrator.execution.progress import Report
 from orchestrator.execution.step_runner import StepResult, StepTask, execute_step
 
 
@@ -38,6 +39,10 @@ class Backend(Protocol):
         ...
 
     def cancel(self, handles: list[object]) -> None: ...
+
+    def progress_channel(self, report: Report) -> Report | None:
+        """What a step calls with its progress lines (``report`` gets them in the driver)."""
+        ...
 
 
 class LocalBackend:
@@ -70,6 +75,9 @@ class LocalBackend:
                 error=e, traceback=traceback.format_exc(), seconds=time.perf_counter() - started
             )
         return handle
+
+    def progress_channel(self, report: Report) -> Report:
+        return report  # steps run here: their lines go straight to the scheduler
 
     def wait_any(
         self, handles: list[object], timeout: float | None = None

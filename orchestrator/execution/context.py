@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class StepContext:
         run_id: str,
         attempt: str,
         resources: Resources,
+        progress: Callable[[str, str], None] | None = None,
     ):
         self.store = store
         self.step_id = step_id
@@ -36,6 +38,7 @@ class StepContext:
         self.run_id = run_id
         self.attempt = attempt
         self.resources = resources
+        self.progress = progress
         self._scratch: Path | None = None
 
     def output_path(self, port: str) -> str:
@@ -63,7 +66,11 @@ class StepContext:
         return self._scratch
 
     def log(self, message: str, *args: Any) -> None:
-        log.info(f"[{self.step_id}] {message}", *args)
+        """A progress line: in the step's log, and live on the console running the pipeline."""
+        text = message % args if args else message
+        log.info("[%s] %s", self.step_id, text)
+        if self.progress is not None:
+            self.progress(self.step_id, text)
 
     def cleanup(self) -> None:
         if self._scratch is not None:

@@ -17,11 +17,16 @@ from ray.exceptions import RayTaskError, TaskCancelledError
 
 from orchestrator.compile.graph import Node
 from orchestrator.execution.backend import Outcome
+from orchestrator.execution.progress import Report, ToActor, sink_class, worker_logging
 from orchestrator.execution.step_runner import StepTask, execute_step
+
+#: How often a waiting driver collects running steps' progress lines.
+PROGRESS_POLL_S = 0.5
 
 
 @ray.remote(max_retries=0)
 def _run_step(task: StepTask) -> Any:
+    worker_logging()  # StepContext.log lines also land in the worker's log (the dashboard)
     return execute_step(task)
 
 
@@ -46,6 +51,25 @@ class RayBackend:
 
     def __init__(self) -> None:
         self._submitted: dict[Any, float] = {}
+        self._sink: Any = None
+        self._report: Report | None = None
+
+    def progress_channel(self, report: Report) -> Report:
+        """Where steps send progress lines: a `ProgressSink` actor this backend drains while
+        it waits, handing each line to ``report``."""
+        self._report = report
+        self._sink = sink_class().options(name=None).remote()
+        return ToActor(self._sink)
+
+    def _drain(self) -> None:
+        if self._sink is None or self._report is None:
+            return
+        try:
+            lines = ray.get(self._sink.drain.remote(), timeout=5)
+        except Exception:  # progress is informative: never fail a run for it
+            return
+        for step_id, message in lines:
+            self._report(step_id, message)
 
     def submit(self, node: Node, task: StepTask) -> object:
         handle = _run_step.options(**task_options(node)).remote(task)
@@ -55,9 +79,16 @@ class RayBackend:
     def wait_any(
         self, handles: list[object], timeout: float | None = None
     ) -> tuple[object, Outcome] | None:
-        ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)
-        if not ready:
-            return None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # wake up now and then to pass on the running steps' progress lines
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            poll = PROGRESS_POLL_S if left is None else min(PROGRESS_POLL_S, left)
+            ready, _ = ray.wait(handles, num_returns=1, timeout=poll)
+            self._drain()
+            if ready:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
         handle = ready[0]
         elapsed = time.perf_counter() - self._submitted.pop(handle, time.perf_counter())
         try:

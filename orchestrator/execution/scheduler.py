@@ -122,6 +122,9 @@ class Scheduler:
         self._chunk = 0
         self._last_persist = 0.0
         self._fingerprints: Fingerprints = {}
+        self._progress = backend.progress_channel(
+            lambda step_id, message: self.emit(EventKind.progress, step_id, message=message)
+        )
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def emit(self, kind: EventKind, step_id: str | None = None, **fields: Any) -> None:
@@ -207,6 +210,7 @@ class Scheduler:
             cache=node.cache,
             resources=node.resources,
             store=self.store,
+            progress=self._progress,
         )
 
     def submit(self, node: Node, task: StepTask) -> object:

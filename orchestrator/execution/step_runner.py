@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +33,7 @@ class StepTask:
     cache: CachePolicy
     resources: Resources
     store: ArtifactStore
+    progress: Callable[[str, str], None] | None = None  # live log lines (progress.py)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def execute_step(task: StepTask) -> StepResult:
         run_id=task.run_id,
         attempt=attempt,
         resources=task.resources,
+        progress=task.progress,
     )
     try:
         inputs = component.Inputs.model_validate(task.inputs)

@@ -146,3 +146,16 @@ def test_killed_driver_is_resumed(ray_cluster: str, tmp_path: Path) -> None:
     # committed first, reusing that complete result would be right too.
     assert statuses["slow"] in ("ran", "cached") and statuses["last"] == "ran"
     assert record["steps"][2]["outputs"]["total"] == 2 * (0 + 1 + 2)
+
+
+def test_progress_lines_reach_the_driver_from_ray_tasks(ray_cluster: str, tmp_path: Path) -> None:
+    from schemas.run import EventKind
+
+    p = Pipeline("progress", storage=str(tmp_path / "store"))
+    src = p.add("src", "toy_source", config={"count": 4})
+    p.add("scaled", "toy_scale", inputs={"numbers": src.numbers}, config={"factor": 3})
+    events: list = []
+    record = run(p.spec, listeners=[events.append])
+    assert record.status.value == "succeeded"
+    lines = [(e.step_id, e.message) for e in events if e.kind == EventKind.progress]
+    assert ("scaled", "scaled 4 numbers by 3") in lines

@@ -105,6 +105,7 @@ class Scale(Component):
         if self.config.fail:
             raise ValueError(f"toy_scale was told to fail (factor={self.config.factor})")
         values = [v * self.config.factor for v in read_numbers(ctx, inputs.numbers)]
+        ctx.log("scaled %d numbers by %g", len(values), self.config.factor)
         return ScaleOutputs(numbers=write_numbers(ctx, "numbers", values), total=sum(values))
 
 

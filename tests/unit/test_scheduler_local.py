@@ -236,3 +236,10 @@ def test_a_moved_store_plans_fully_cached(tmp_path: Path) -> None:
     assert {s.action for s in steps} == {"cached"}
     again = run(pipeline().spec, storage=str(tmp_path / "b"), executor="local")
     assert {s.status for s in again.steps} == {StepStatus.cached}
+
+
+def test_a_steps_log_lines_are_progress_events(store_dir: Path) -> None:
+    events: list = []
+    run(pipeline().spec, storage=str(store_dir), executor="local", listeners=[events.append])
+    lines = [(e.step_id, e.message) for e in events if e.kind == EventKind.progress]
+    assert ("good", "scaled 3 numbers by 2") in lines
