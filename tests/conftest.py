@@ -83,10 +83,22 @@ def ray_context(ray_temp_dir: Path, ray_metrics_port: int) -> Iterator[object]:
         ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def other_ray(request: pytest.FixtureRequest) -> Iterator[OtherRay]:
+    """A second, unrelated Ray on this machine (see tests/support/other_ray.py), for the
+    module that asks for it — or the whole session with KDORCH_TEST_OTHER_RAY=1; stopped by
+    killing only its own processes. (While it runs, jobs submitted to the session cluster fail
+    to fetch their working_dir package from the GCS: a Ray 2.60 limit of two clusters on one
+    machine, stated in the README's "A shared machine".)"""
+    if os.environ.get("KDORCH_TEST_OTHER_RAY") == "1":
+        yield request.getfixturevalue("_session_other_ray")
+        return
+    with other_ray_instance() as instance:
+        yield instance
+
+
 @pytest.fixture(scope="session")
-def other_ray() -> Iterator[OtherRay]:
-    """A second, unrelated Ray on this machine for the rest of the session (see
-    tests/support/other_ray.py); stopped by killing only its own processes."""
+def _session_other_ray() -> Iterator[OtherRay]:
     with other_ray_instance() as instance:
         yield instance
 
@@ -94,7 +106,7 @@ def other_ray() -> Iterator[OtherRay]:
 @pytest.fixture(scope="session", autouse=True)
 def _other_ray_for_everyone(request: pytest.FixtureRequest) -> None:
     if os.environ.get("KDORCH_TEST_OTHER_RAY") == "1":
-        request.getfixturevalue("other_ray")
+        request.getfixturevalue("_session_other_ray")
 
 
 @pytest.fixture(scope="session")

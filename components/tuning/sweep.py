@@ -54,6 +54,10 @@ class TrialName:
         return f"{self.prefix}_{trial.trial_id}"
 
 
+# The log and store a `Progress` callback loaded from a saved experiment reports to.
+_attached: tuple[Callable[..., None], ArtifactStore] | None = None
+
+
 class Progress(tune.Callback):
     """Logs each finished trial (done / stopped by ASHA / failed), the counts so far and the best
     value so far; writes each finished trial's wall time into the store."""
@@ -67,6 +71,19 @@ class Progress(tune.Callback):
     ):
         self.log, self.store, self.folder, self.config = log, store, folder, config
         self.started: dict[str, float] = {}
+
+    # Tune pickles its callbacks into the experiment's saved state (in the store). The step's
+    # log holds a handle to this run's progress actor, which cannot be unpickled once its run
+    # has gone, and the store may hold credentials that must never be written into the store;
+    # so neither is saved, and a resumed sweep attaches its own (`_attached`).
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("log", "store")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if _attached is None:
+            raise RuntimeError("a sweep's saved Progress callback was loaded outside run_sweep")
+        self.log, self.store = _attached
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.started[trial.trial_id] = time.time()
@@ -177,15 +194,20 @@ def run_sweep(
             store.uri(folder),
             len(restored),
         )
-        tuner = tune.Tuner.restore(
-            experiment,
-            trainable=trainable,
-            resume_unfinished=True,
-            # A failed trial runs again from scratch: its failure may have been the interruption
-            # (or a worker since fixed); a config distill refuses fails again in a moment.
-            restart_errored=True,
-            storage_filesystem=filesystem,
-        )
+        global _attached
+        _attached = (log, store)
+        try:
+            tuner = tune.Tuner.restore(
+                experiment,
+                trainable=trainable,
+                resume_unfinished=True,
+                # A failed trial runs again from scratch: its failure may have been the
+                # interruption (or a worker since fixed); a config distill refuses fails again.
+                restart_errored=True,
+                storage_filesystem=filesystem,
+            )
+        finally:
+            _attached = None
     else:
         names = TrialName(step_id)
         tuner = tune.Tuner(

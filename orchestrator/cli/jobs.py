@@ -124,21 +124,20 @@ def show_job(console: Console, job: JobView, store: ArtifactStore | None = None)
 
 
 def list_jobs(console: Console, address: str) -> None:
+    """One line per kdorch job (whole ids, to copy into `kdorch status` / `kdorch logs`)."""
     jobs = client(address).list_jobs()
-    table = Table(title=f"kdorch jobs at {address}")
-    for column in ("job", "pipeline", "status", "storage"):
-        table.add_column(column)
+    console.print(f"kdorch jobs at {address}:")
     for info in sorted(jobs, key=lambda j: j.start_time or 0):
         metadata = info.metadata or {}
         if PIPELINE_KEY not in metadata:
             continue
-        table.add_row(
-            info.submission_id or info.job_id or "?",
-            metadata.get(PIPELINE_KEY, "?"),
-            str(getattr(info.status, "value", info.status)),
-            metadata.get(STORAGE_KEY, ""),
+        status = str(getattr(info.status, "value", info.status))
+        console.print(
+            f"  {info.submission_id or info.job_id}  {metadata.get(PIPELINE_KEY, '?')}  "
+            f"{status}  {metadata.get(STORAGE_KEY, '')}",
+            highlight=False,
+            soft_wrap=True,
         )
-    console.print(table)
 
 
 def print_logs(console: Console, address: str, job_id: str, follow: bool) -> None:

@@ -488,6 +488,14 @@ def submit(
     profile: ProfileOpt = None,
     storage: StorageOpt = None,
     wait: Annotated[bool, typer.Option(help="Follow the job's logs until it ends.")] = True,
+    ship: Annotated[
+        bool,
+        typer.Option(
+            "--ship/--no-ship",
+            help="Ship this project directory as the job's working_dir (--no-ship: the "
+            "cluster's image already holds kdorch and your components).",
+        ),
+    ] = True,
 ) -> None:
     """Send a run to a Ray cluster through the Ray Jobs API (the project ships as working_dir)."""
     from orchestrator.cli.submit import submit_job
@@ -501,6 +509,7 @@ def submit(
         storage=storage,
         wait=wait,
         console=err,
+        ship=ship,
     )
     if code:
         raise typer.Exit(code)

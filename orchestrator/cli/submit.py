@@ -73,6 +73,7 @@ def submit_job(
     wait: bool,
     console: Console,
     working_dir: Path | None = None,
+    ship: bool = True,
 ) -> int:
     """Submit; with ``wait`` follow the logs and return 0 on success, 1 otherwise."""
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -90,7 +91,9 @@ def submit_job(
             "[yellow]warning:[/] the artifact store is a local path on the cluster's head node; "
             "use --storage s3://... to keep artifacts beyond the cluster"
         )
-    runtime_env: dict[str, Any] = {"working_dir": str(root), "excludes": WORKING_DIR_EXCLUDES}
+    runtime_env: dict[str, Any] = (
+        {"working_dir": str(root), "excludes": WORKING_DIR_EXCLUDES} if ship else {}
+    )
     runtime_env.update({k: v for k, v in spec.ray.runtime_env.items() if k != "working_dir"})
     try:
         client = JobSubmissionClient(address)

@@ -1,7 +1,10 @@
 """A pipeline submitted to a real autoscaling cluster on this machine (Ray's fake multi-node
 provider; infra/local_autoscaling.py): the head is too small for the fan-out, the autoscaler
 adds worker nodes, steps run on several nodes with artifacts on the local S3 server, the run
-succeeds, a second submit is fully cached, and idle nodes are removed afterwards."""
+succeeds, a second submit is fully cached, and idle nodes are removed afterwards.
+
+The code is not shipped (`--no-ship`, as with an image that holds kdorch): the fake nodes share
+one temp dir, and two nodes unpacking the same working_dir package there at once can race."""
 
 from __future__ import annotations
 
@@ -88,6 +91,7 @@ def test_steps_spread_over_nodes_the_autoscaler_adds(
             cluster.dashboard_url,
             "--storage",
             storage,
+            "--no-ship",
         )
         assert first.returncode == 0, first.stderr[-4000:]
         job = re.search(r"submitted job (\S+)", first.stderr)
@@ -118,6 +122,7 @@ def test_steps_spread_over_nodes_the_autoscaler_adds(
             cluster.dashboard_url,
             "--storage",
             storage,
+            "--no-ship",
         )
         assert second.returncode == 0, second.stderr[-3000:]
         again = re.search(r"submitted job (\S+)", second.stderr)

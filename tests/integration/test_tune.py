@@ -128,7 +128,9 @@ def test_trials_are_named_in_the_dashboard(sweep: tuple[Path, Any], ray_dashboar
     actors = list_actors(
         address=ray_dashboard, filters=[("class_name", "=", "KdorchTrial")], detail=True
     )
-    shown = {a.repr_name for a in actors if (a.repr_name or "").startswith("sweep_")}
+    # The session's cluster also holds other sweeps' trial actors: keep this sweep's.
+    prefixes = {t.rsplit("_", 1)[0] for t in trials}
+    shown = {a.repr_name for a in actors if (a.repr_name or "").rsplit("_", 1)[0] in prefixes}
     assert shown and shown <= trials
 
 

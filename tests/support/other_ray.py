@@ -88,6 +88,9 @@ def other_ray_instance() -> Iterator[OtherRay]:
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}",
         f"--temp-dir={temp_dir}",
+        # Ray's fixed defaults (agent 52365, client 10001) would collide with the session's.
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
         "--disable-usage-stats",
     ]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
