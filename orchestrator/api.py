@@ -200,6 +200,8 @@ def run(
                 ray_address=session.address,
                 dashboard_url=session.dashboard_url,
                 max_parallel=session.max_parallel_steps,
+                # An embedded Ray has what it has; a cluster may autoscale (Ray queues there).
+                capacity=session.resources if session.embedded else None,
             )
             record = scheduler.run()
     else:

@@ -19,12 +19,13 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel
 
+from orchestrator.compile.compiler import resource_request
 from orchestrator.compile.graph import Graph, Node
 from orchestrator.errors import ComponentError
 from orchestrator.execution import metrics
@@ -89,12 +90,22 @@ class Scheduler:
         ray_address: str | None = None,
         dashboard_url: str | None = None,
         max_parallel: int | None = None,
+        capacity: Mapping[str, float] | None = None,
     ):
-        """``max_parallel`` caps how many steps run at once (None: as many as are ready)."""
+        """``max_parallel`` caps how many steps run at once (None: as many as are ready).
+
+        ``capacity`` (a fixed cluster's resources, e.g. an embedded Ray's) admits a step beside
+        running ones only when all their requests, the workers and actors they start included
+        (`resource_request`), fit in it together. Ray queues tasks and placement groups by
+        resources itself, but not a step's actor pool: two inference steps that each got half
+        of their actors would wait for the other half forever. A step always starts when
+        nothing else runs (compilation checked that each fits alone). On a cluster that
+        autoscales, leave it None: what it has now is not what it can have."""
         if max_parallel is not None and max_parallel < 1:
             raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
         self.graph = graph
         self.max_parallel = max_parallel
+        self.capacity = dict(capacity) if capacity is not None else None
         self.store = store
         self.backend = backend
         self.run_id = run_id or new_run_id()
@@ -219,8 +230,20 @@ class Scheduler:
         self.persist()
         return self.backend.submit(node, task)
 
-    def has_slot(self, running: int) -> bool:
-        return self.max_parallel is None or running < self.max_parallel
+    def full(self, running: int) -> bool:
+        return self.max_parallel is not None and running >= self.max_parallel
+
+    def admits(self, running: Collection[str], nid: str) -> bool:
+        """Whether step ``nid`` may start beside the ``running`` ones (see ``capacity``)."""
+        if self.full(len(running)):
+            return False
+        if self.capacity is None or not running:
+            return True
+        need: dict[str, float] = {}
+        for other in (*running, nid):
+            for name, amount in resource_request(self.graph.nodes[other]).items():
+                need[name] = need.get(name, 0.0) + amount
+        return all(amount <= self.capacity.get(name, 0.0) + 1e-9 for name, amount in need.items())
 
     def finish(self, node: Node, outcome: Outcome) -> None:
         key = self.records[node.id].key
@@ -303,9 +326,11 @@ class Scheduler:
                         done(nid)
                     else:
                         ready[nid] = task
-                while ready and self.has_slot(len(running)):
-                    nid = next(iter(ready))
-                    running[self.submit(self.graph.nodes[nid], ready.pop(nid))] = nid
+                for nid in list(ready):  # in graph order; a smaller later step may fit first
+                    if self.full(len(running)):
+                        break
+                    if self.admits(list(running.values()), nid):
+                        running[self.submit(self.graph.nodes[nid], ready.pop(nid))] = nid
                 if not running:
                     continue
                 handle, outcome = self.wait_any(list(running))
