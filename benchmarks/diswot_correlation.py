@@ -49,7 +49,7 @@ from schemas.run import RunRecord
 #: 36 candidates under the cap: the correlation is measured on all of them.
 SPACE = {
     "mlp": {"hidden_width": [16, 32, 64, 128, 256], "depth": [1, 2, 3]},
-    # BatchNorm: the zoo's GroupNorm makes width-4 CNNs unable to learn (README)
+    # BatchNorm (as in the figures of benchmarks/README.md, measured with it)
     "mnist_cnn": {
         "width": [4, 8, 12, 16],
         "depth": [2, 3, 4],

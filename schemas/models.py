@@ -111,8 +111,8 @@ class MnistCNNSpec(_ImageSpec):
     depth: int = Field(4, ge=2, le=8, description="Number of conv layers (DomainBed: 4).")
     norm: Literal["group", "batch", "none"] = Field(
         "group",
-        description="Normalisation after each conv's ReLU: GroupNorm (8 groups, DomainBed), "
-        "BatchNorm or none.",
+        description="Normalisation after each conv's ReLU: GroupNorm (8 groups, DomainBed; "
+        "fewer for narrow layers, at least 2 channels per group), BatchNorm or none.",
     )
     kernel_size: int = Field(
         3, ge=1, le=7, description="Square kernel of every conv (odd; DomainBed: 3)."

@@ -156,8 +156,14 @@ def _to_image(x: torch.Tensor, shape: tuple[int, int, int], arch: str) -> torch.
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "group":  # DomainBed: 8 groups; fewer when 8 does not divide the channels
-        return nn.GroupNorm(math.gcd(8, channels), channels)
+    if kind == "group":
+        # DomainBed: 8 groups; fewer when 8 does not divide the channels, and never a group of
+        # one channel: a channel normalised alone has spatial mean 0, so after global average
+        # pooling it would be a constant (a narrow CNN's features all constant: it cannot learn).
+        groups = math.gcd(8, channels)
+        while groups > 1 and channels // groups < 2:
+            groups //= 2
+        return nn.GroupNorm(groups, channels)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     return nn.Identity()

@@ -127,6 +127,14 @@ def test_knobs_change_parameter_counts() -> None:
     ]
     # GroupNorm groups must divide the channels: width 5 -> 5 and 10 channels
     assert small("mnist_cnn", width=5)(torch.randn(2, 1, 28, 28)).shape == (2, K)
+    # ... and hold 2 channels or more: a channel normalised alone pools to a constant
+    images = torch.randn(4, 1, 28, 28)
+    for width in (1, 2, 4, 8):
+        model = small("mnist_cnn", width=width, depth=2)
+        groups = [m for m in model.modules() if isinstance(m, nn.GroupNorm)]
+        assert all(g.num_channels // g.num_groups >= 2 for g in groups[1:])
+        features, _, _ = model.body(images)
+        assert features.std(dim=0).min() > 1e-3, f"width {width}: a constant feature"
     assert count_parameters(small("mnist_cnn", norm="none")) < count_parameters(
         small("mnist_cnn", norm="group")
     )
