@@ -76,9 +76,13 @@ def print_run_outputs(console: Console, store: ArtifactStore, record: RunRecord)
 def print_runs(console: Console, store: ArtifactStore, limit: int) -> None:
     """Recent runs: status as observed now (a dead driver is 'interrupted') and step counts;
     then each run's report, one line each (whole paths, to copy)."""
-    table = Table(title=f"runs in {store.root}")
-    for column in ("run", "pipeline", "status", "ran", "cached", "failed", "reports"):
-        table.add_column(column, overflow="fold")
+    # No borders: a run id stays whole (to copy) in an 80-column terminal.
+    table = Table(title=f"runs in {store.root}", box=None, title_justify="left")
+    table.add_column("run", no_wrap=True)  # whole, to copy into `kdorch show`
+    table.add_column("pipeline", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    for column in ("ran", "cached", "failed", "reports"):
+        table.add_column(column, justify="right", no_wrap=True)
     found: list[tuple[str, str]] = []
     for run_id in store.list_runs()[-limit:]:
         try:
