@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import inspect
 import json
 import logging
 import os
@@ -25,8 +24,7 @@ from typer.core import TyperGroup
 from orchestrator import api, registry
 from orchestrator.cli.progress import ConsoleReporter, summary_table
 from orchestrator.cli.show import print_run_outputs
-from orchestrator.compile.describe import FieldRow, field_rows, first_paragraph
-from orchestrator.compile.typecheck import type_name
+from orchestrator.compile.describe import first_paragraph
 from orchestrator.errors import (
     ArtifactError,
     ConfigError,
@@ -337,54 +335,6 @@ def graph(
         print(text, end="")
 
 
-def component_summary(cls: Any) -> str:
-    """The component's one-line summary: its description, else its docstring's first paragraph
-    (a docstring's first line may end mid-sentence)."""
-    return " ".join(cls.description.split()) if cls.description else first_paragraph(cls.__doc__)
-
-
-def _field_table(title: str, rows: list[FieldRow], own_key: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("field", "type", "default", "description"):
-        table.add_column(column, overflow="fold")  # fold long words, never cut them off
-    # Descriptions written for other places may point here; on this very page that is circular.
-    self_reference = re.compile(rf"\s*\(see `kdorch components {re.escape(own_key)}`\)")
-    for row in rows:
-        description = self_reference.sub("", row.description)
-        name = "  " * row.depth + row.name
-        table.add_row(*(escape(cell) for cell in (name, row.type, row.default, description)))
-    return table
-
-
-def _port_rows(model: Any) -> list[FieldRow]:
-    """Inputs and outputs by type only: the fields of artifact references are not the user's."""
-    rows = []
-    for name, field in model.model_fields.items():
-        default = "required" if field.is_required() else "optional"
-        rows.append(
-            FieldRow(0, name, type_name(field.annotation), default, field.description or "")
-        )
-    return rows
-
-
-def _show_component(cls: Any) -> None:
-    summary = component_summary(cls)
-    out.print(f"[bold]{escape(cls.key)}[/] v{escape(cls.version)} — {escape(summary)}")
-    doc = inspect.cleandoc(cls.__doc__ or "")
-    head, _, rest = doc.partition("\n\n")
-    # When the docstring's first paragraph is the summary printed above, print only the rest.
-    body = rest if first_paragraph(head) == summary else doc
-    if body:
-        out.print(escape(body))
-    res = cls.default_resources.model_dump(exclude_defaults=True)
-    out.print(
-        f"default resources: {escape(str(res or 'none'))}; deterministic: {cls.deterministic}"
-    )
-    out.print(_field_table("config", field_rows(cls.Config), cls.key))
-    out.print(_field_table("inputs", _port_rows(cls.Inputs), cls.key))
-    out.print(_field_table("outputs", _port_rows(cls.Outputs), cls.key))
-
-
 @app.command()
 def components(
     name: Annotated[
@@ -392,30 +342,16 @@ def components(
     ] = None,
 ) -> None:
     """List the registered components, or show one's config fields, inputs and outputs."""
+    from orchestrator.cli.catalog import print_component, print_components
+
     if name is None:
-        table = Table(title="components")
-        for column in ("key", "version", "inputs", "outputs", "summary"):
-            table.add_column(column, overflow="fold")
-        for cls in registry.all_components():
-            table.add_row(
-                *map(
-                    escape,
-                    (
-                        cls.key,
-                        cls.version,
-                        ", ".join(cls.Inputs.model_fields),
-                        ", ".join(cls.Outputs.model_fields),
-                        component_summary(cls),
-                    ),
-                )
-            )
-        out.print(table)
+        print_components(out)
         return
     try:
         cls = registry.get(name)
     except registry.UnknownComponent as e:
         raise typer.BadParameter(str(e), param_hint="NAME") from None
-    _show_component(cls)
+    print_component(out, cls)
 
 
 def _open_records_store(storage: str | None, items: list[str] | None) -> ArtifactStore:
