@@ -262,7 +262,10 @@ def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) 
         student_now = _unwrap(runner).student
         metrics.update(evaluate(student_now, eval_batches, epoch, device, shape))
         metrics.update(
-            epoch=epoch, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"]
+            epoch=epoch,
+            seconds=time.perf_counter() - started,
+            lr=optimizer.param_groups[0]["lr"],
+            workers=world,  # elastic training grows it (a restart from the last checkpoint)
         )
         history.append(metrics)
         if metrics["val_accuracy"] > best and engine is None and rank == 0:
@@ -270,8 +273,8 @@ def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) 
         best = max(best, metrics["val_accuracy"])
         last = epoch == cfg.epochs - 1
         due = time.monotonic() - last_checkpoint >= cfg.checkpoint_every_s
-        # A multi-worker run's weights come back through its last checkpoint.
-        if (due and not last) or (last and world > 1) or (last and engine is not None):
+        # A Ray Train run's weights come back through its last checkpoint.
+        if (due and not last) or (last and session.returns_by_checkpoint):
             meta = {"epoch": epoch, "history": history, "best": best, "resumes": resumes}
             _checkpoint(session, runner, engine, optimizer, scheduler, metrics, meta, best_state)
             last_checkpoint = time.monotonic()

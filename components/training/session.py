@@ -34,6 +34,10 @@ class Session(Protocol):
     rank: int
     world: int
     device: torch.device
+    #: The trained weights come back through the last checkpoint (Ray Train), not the return
+    #: value: the last epoch must be checkpointed, whatever the number of workers (an elastic
+    #: run may end on one).
+    returns_by_checkpoint: bool
 
     def restore(self) -> contextlib.AbstractContextManager[Path | None]:
         """The folder of the checkpoint to resume from (None: start fresh)."""
@@ -49,6 +53,7 @@ class LocalSession:
 
     rank = 0
     world = 1
+    returns_by_checkpoint = False
 
     def __init__(
         self,
@@ -98,6 +103,8 @@ class LocalSession:
 
 class RayTrainSession:
     """A Ray Train worker's view (rank, device, ``ray.train`` checkpoints)."""
+
+    returns_by_checkpoint = True
 
     def __init__(self) -> None:
         import ray.train

@@ -156,6 +156,11 @@ def _fit_ray_train(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitR
         if scaling.min_workers is not None
         else scaling.num_workers
     )
+    elastic: dict[str, Any] = (
+        {"elastic_resize_monitor_interval_s": scaling.resize_interval_s}
+        if scaling.min_workers is not None
+        else {}
+    )
     trainer = TorchTrainer(
         _entry,
         train_loop_config={"spec": spec, "held": held},
@@ -166,6 +171,7 @@ def _fit_ray_train(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitR
                 "CPU": scaling.cpus_per_worker,
                 **({"GPU": 1} if scaling.use_gpu else {}),
             },
+            **elastic,
         ),
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         run_config=run_config(ctx, settings),

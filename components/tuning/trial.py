@@ -144,6 +144,7 @@ class TuneSession:
 
     rank = 0
     world = 1
+    returns_by_checkpoint = False  # `finish` reports the weights
 
     def __init__(self, device: torch.device, epochs: int):
         self.device, self.epochs = device, epochs

@@ -39,6 +39,12 @@ class ScalingSettings(Model):
         "cannot give `num_workers` yet, and grow towards `num_workers` as nodes arrive (Ray "
         "Train's (min, max) workers). Only with Ray Train (num_workers > 1).",
     )
+    resize_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="Elastic training: how often Ray Train looks for more workers to grow to "
+        "(a resize restarts the workers from the last checkpoint).",
+    )
     use_gpu: bool = Field(False, description="One GPU per worker (NCCL); CPU workers use gloo.")
     cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs reserved per worker.")
     max_failures: int = Field(
