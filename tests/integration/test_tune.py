@@ -195,3 +195,24 @@ def test_an_interrupted_sweep_resumes_its_finished_trials(
     (row,) = [r for r in table if r["trial"] == kept["trial"]]
     assert row["wall_s"] == kept["wall_s"]  # not run again (a rerun records a new wall time)
     assert _wait_for(lambda: ray.available_resources().get("CPU") == cpus, timeout=10)
+
+
+def test_a_multi_worker_trial_trains_with_ray_train(sweep: tuple[Path, Any]) -> None:
+    """`distill.scaling.num_workers: 2`: the trial runs a TorchTrainer (DDP over gloo) inside
+    the trial; its student comes back as the sweep's model like a one-worker trial's."""
+    store, _ = sweep
+    config = {
+        **{k: v for k, v in SWEEP.items() if k != "asha"},
+        "distill": {**DISTILL, "scaling": {"num_workers": 2}},
+        "scheduler": "none",
+        "space": {"optimizer.lr": {"grid": [0.03]}},
+    }
+    p = teachers(store)
+    p.add("ddp_sweep", "tune", inputs=dict(p.spec.steps[-1].inputs), config=config)
+    step = run(p.spec).step("ddp_sweep")
+    assert step.status.value == "ran", step.error
+    (row,) = pq.read_table(store / step.outputs["results"]["path"] / "results.parquet").to_pylist()
+    assert row["status"] == "completed" and row["epochs"] == 2
+    model = ModelCheckpoint.model_validate(step.outputs["model"])
+    assert model.metrics["workers"] == 2  # both epochs ran on two DDP workers
+    assert model.metrics["val_accuracy"] == row["val_accuracy"] > 0.5
