@@ -201,7 +201,7 @@ def run(
                 dashboard_url=session.dashboard_url,
                 max_parallel=session.max_parallel_steps,
                 # An embedded Ray has what it has; a cluster may autoscale (Ray queues there).
-                capacity=session.resources if session.embedded else None,
+                capacity=session.step_capacity,
             )
             record = scheduler.run()
     else:

@@ -51,6 +51,9 @@ class RaySession:
     embedded: bool
     resources: dict[str, float] = field(default_factory=dict)
     max_parallel_steps: int | None = None  # see RaySettings.max_parallel_steps
+    #: What steps running at once may ask for together (`Scheduler`'s ``capacity``): an
+    #: embedded Ray's resources with its CPUs no more than the cores; None on a cluster.
+    step_capacity: dict[str, float] | None = None
     #: The dashboard port the settings asked for, when another process held it (the dashboard
     #: then runs on another port: see ``dashboard_url``).
     dashboard_port_taken: int | None = None
@@ -75,6 +78,18 @@ def embedded_capacity(settings: RaySettings) -> dict[str, float]:
     cpus = settings.num_cpus or max(4, 2 * (os.cpu_count() or 1))
     gpus = settings.num_gpus if settings.num_gpus is not None else detect_gpus()
     return {"CPU": float(cpus), "GPU": float(gpus)}
+
+
+def step_capacity(settings: RaySettings, resources: dict[str, float]) -> dict[str, float]:
+    """What steps running at once on an embedded Ray may ask for together. Its logical CPUs
+    are twice the cores by default (room for Ray Data's small tasks beside training workers),
+    but steps are compute-bound: admitting a 2-CPU teacher beside a 1-CPU student on 2 cores
+    slows the teacher — usually the critical path — by what the student takes. So CPUs count
+    as the cores, unless `ray.num_cpus` was set on purpose."""
+    capacity = dict(resources)
+    if settings.num_cpus is None and "CPU" in capacity:
+        capacity["CPU"] = min(capacity["CPU"], float(os.cpu_count() or 1))
+    return capacity
 
 
 DEFAULT_DASHBOARD_PORT = 8265
@@ -197,6 +212,7 @@ def _session(
             resources=ray.cluster_resources(),
             max_parallel_steps=settings.max_parallel_steps
             or ((os.cpu_count() or 1) if embedded else None),
+            step_capacity=step_capacity(settings, ray.cluster_resources()) if embedded else None,
             dashboard_port_taken=taken,
         )
     finally:

@@ -63,3 +63,16 @@ def test_steps_that_do_not_fit_together_wait_and_a_smaller_one_goes_first(
 
 def test_without_a_capacity_only_max_parallel_limits(store_dir: Path) -> None:
     assert {"big_a", "big_b", "small"} in started_beside(store_dir, None)
+
+
+def test_an_embedded_ray_admits_steps_by_cores_not_logical_cpus() -> None:
+    import os
+
+    from orchestrator.execution.ray_session import step_capacity
+    from schemas.pipeline import RaySettings
+
+    cores = float(os.cpu_count() or 1)
+    resources = {"CPU": 2 * cores, "GPU": 0.0, "memory": 1e9}
+    assert step_capacity(RaySettings(), resources) == {**resources, "CPU": cores}
+    # Logical CPUs set on purpose are taken as they are.
+    assert step_capacity(RaySettings(num_cpus=16), resources) == resources
