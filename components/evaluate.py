@@ -90,7 +90,9 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
             if teacher_logits is not None:
                 row["agreement"] = m.agreement(logits, teacher_logits)
             for batch in cfg.latency_batch_sizes:
-                row[f"latency_ms_b{batch}"] = m.latency_ms(model, x, batch, cfg.latency_repeats)
+                row[f"latency_ms_b{batch}"] = m.latency_ms(
+                    model, x, batch, cfg.latency_repeats, cfg.latency_budget_s
+                )
             row.update(m.class_accuracies(logits, y, class_names))
             results[key] = row
             logits_of[key] = logits

@@ -170,16 +170,29 @@ def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 1024) -> np
 
 
 @torch.inference_mode()
-def latency_ms(model: torch.nn.Module, example: np.ndarray, batch_size: int, repeats: int) -> float:
+def latency_ms(
+    model: torch.nn.Module,
+    example: np.ndarray,
+    batch_size: int,
+    repeats: int,
+    budget_s: float | None = None,
+) -> float:
     """Median wall time of one forward pass on a batch, on one CPU thread (comparable between
-    models and machines' single-core speed; 3 warm-up passes first)."""
+    models and machines' single-core speed; 3 warm-up passes first). With ``budget_s``, a
+    model whose passes are slow is timed fewer times (at least 3): the median of a few
+    100-ms passes is as steady as that of many 1-ms ones, and a report of ten CNNs at batch
+    256 would otherwise spend seconds here."""
     model.eval()
     x = torch.from_numpy(np.repeat(example[:1], batch_size, axis=0))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for _ in range(3):
+            started = time.perf_counter()
             model(x)
+        if budget_s is not None:  # the last warm-up pass says what one pass costs
+            one = max(time.perf_counter() - started, 1e-9)
+            repeats = max(3, min(repeats, int(budget_s / one)))
         times = []
         for _ in range(repeats):
             started = time.perf_counter()

@@ -27,6 +27,12 @@ class EvaluateConfig(Model):
         default_factory=lambda: [1, 256], description="Batch sizes timed on the CPU."
     )
     latency_repeats: int = Field(20, ge=1, description="Timed repeats (median) after 3 warm-ups.")
+    latency_budget_s: float = Field(
+        0.5,
+        gt=0,
+        description="About the most seconds of timed passes per model and batch size: a slow "
+        "model gets fewer repeats (never fewer than 3), a fast one all `latency_repeats`.",
+    )
     plots: bool = Field(True, description="Write reliability, confusion and comparison PNGs.")
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+import torch
 
 from components.evaluation import metrics as m
 
@@ -80,3 +83,29 @@ def test_compression_against_the_teacher() -> None:
         "macs_ratio": 8.0,
         "latency_ratio_b1": 4.0,
     }
+
+
+class _Counted(torch.nn.Module):
+    """A linear model that sleeps ``seconds`` per pass and counts its passes."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.linear, self.seconds, self.passes = torch.nn.Linear(4, 2), seconds, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.passes += 1
+        time.sleep(self.seconds)
+        return self.linear(x)
+
+
+def test_latency_times_slow_models_fewer_times_within_the_budget() -> None:
+    example = np.zeros((1, 4), np.float32)
+    slow = _Counted(0.04)
+    assert m.latency_ms(slow, example, 8, repeats=20, budget_s=0.2) >= 40
+    assert slow.passes == 3 + 4  # warm-ups, then 0.2 s / ~0.04-0.05 s
+    slower = _Counted(0.12)
+    m.latency_ms(slower, example, 8, repeats=20, budget_s=0.2)
+    assert slower.passes == 3 + 3  # never fewer than 3 timed passes
+    fast = _Counted(0.0)
+    m.latency_ms(fast, example, 8, repeats=20, budget_s=0.2)
+    assert fast.passes == 3 + 20
