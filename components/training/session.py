@@ -114,16 +114,10 @@ class RayTrainSession:
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
 
-    @contextlib.contextmanager
-    def restore(self) -> Iterator[Path | None]:
+    def restore(self) -> contextlib.AbstractContextManager[Path | None]:
         import ray.train
 
-        restored = ray.train.get_checkpoint()
-        if restored is None:
-            yield None
-            return
-        with restored.as_directory() as d:
-            yield Path(d)
+        return checkpoint_folder(ray.train.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
         import ray.train
@@ -132,6 +126,16 @@ class RayTrainSession:
             ray.train.report(metrics)
         else:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint))
+
+
+@contextlib.contextmanager
+def checkpoint_folder(checkpoint: Any) -> Iterator[Path | None]:
+    """A Ray (Train or Tune) checkpoint as a local folder while the block runs; None: none."""
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as folder:
+        yield Path(folder)
 
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:

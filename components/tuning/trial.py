@@ -21,7 +21,6 @@ import contextlib
 import json
 import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import torch
 
 from components.training.loop import BEST_FILE, MODEL_FILE, LoopSpec, run_loop
 from components.training.objective import DistillObjective
+from components.training.session import checkpoint_folder
 from components.training.steps import fit_spec_to_dataset
 from components.training.trainer import as_tensors, steps_per_epoch
 from components.tuning.space import trial_config
@@ -150,16 +150,10 @@ class TuneSession:
         self.device, self.epochs = device, epochs
         self.last: dict[str, Any] | None = None
 
-    @contextlib.contextmanager
-    def restore(self) -> Iterator[Path | None]:
+    def restore(self) -> contextlib.AbstractContextManager[Path | None]:
         from ray import tune
 
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as folder:
-            yield Path(folder)
+        return checkpoint_folder(tune.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
         from ray import tune

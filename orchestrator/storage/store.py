@@ -281,6 +281,13 @@ class ArtifactStore(FileStore):
             store_root=self.root,
         )
 
+    def _missing(self, ref: ArtifactRef, path: str) -> CorruptArtifact:
+        return CorruptArtifact(
+            f"{self.uri(path)} is missing (listed in {self.uri(ref.manifest_path)})",
+            path=path,
+            store_root=self.root,
+        )
+
     def read_file(self, ref: ArtifactRef, name: str) -> bytes:
         """One file of an artifact, verified against its manifest (see the module docstring)."""
         entry, data = self._read_entry(ref, name)
@@ -334,11 +341,7 @@ class ArtifactStore(FileStore):
         try:
             size = os.stat(target).st_size
         except FileNotFoundError:
-            raise CorruptArtifact(
-                f"{self.uri(path)} is missing (listed in {self.uri(ref.manifest_path)})",
-                path=path,
-                store_root=self.root,
-            ) from None
+            raise self._missing(ref, path) from None
         self._check_length(ref, entry, size)
         with pa.OSFile(target, "rb") as f:
             return parse(f)
@@ -353,11 +356,7 @@ class ArtifactStore(FileStore):
                 return entry, _arrow_read(self.fs_path(path))
             return entry, self.read_bytes(path)
         except FileNotFoundError:
-            raise CorruptArtifact(
-                f"{self.uri(path)} is missing (listed in {self.uri(ref.manifest_path)})",
-                path=path,
-                store_root=self.root,
-            ) from None
+            raise self._missing(ref, path) from None
 
     def is_verified(self, ref: ArtifactRef, entry: FileEntry) -> bool:
         """Whether this process has already hashed this file of this data version."""
@@ -399,11 +398,7 @@ class ArtifactStore(FileStore):
         try:
             size = int(self.fs.size(self.fs_path(path)))
         except FileNotFoundError:
-            raise CorruptArtifact(
-                f"{self.uri(path)} is missing (listed in {self.uri(ref.manifest_path)})",
-                path=path,
-                store_root=self.root,
-            ) from None
+            raise self._missing(ref, path) from None
         if size != entry.size:
             raise self._mismatch(ref, entry, f"{size} bytes, the manifest says {entry.size}")
         actual = self.file_sha256(self.fs_path(path))

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import runpy
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.autoscaling import ROOT, kdorch, local_cluster, node_counts
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = runpy.run_path(str(ROOT / "infra" / "local_autoscaling.py"))
 
 PIPELINE = """
 name: autoscale
@@ -48,22 +44,8 @@ steps:
 
 @pytest.fixture()
 def cluster(s3_server: dict) -> Iterator[Any]:
-    local = LOCAL["start"](head_cpus=1, worker_cpus=2, max_workers=2, idle_timeout_s=5)
-    try:
+    with local_cluster(head_cpus=1, worker_cpus=2, max_workers=2, idle_timeout_s=5) as local:
         yield local
-    finally:
-        local.stop()
-    assert not LOCAL["our_pids"](local.temp_dir), "the cluster left processes behind"
-
-
-def kdorch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
 
 
 def test_steps_spread_over_nodes_the_autoscaler_adds(
@@ -72,70 +54,57 @@ def test_steps_spread_over_nodes_the_autoscaler_adds(
     pipeline = ROOT / "tests" / "resources" / f"autoscale-{tmp_path.name}.yaml"
     pipeline.write_text(PIPELINE.format(endpoint=s3_server["endpoint"]))
     storage = f"s3://{s3_server['bucket']}/autoscale-{tmp_path.name}"
-    counts: list[tuple[float, int]] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        start = time.monotonic()
-        while not done.is_set():
-            counts.append((round(time.monotonic() - start, 1), len(cluster.nodes())))
-            time.sleep(1.0)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     try:
-        first = kdorch(
-            "submit",
-            str(pipeline.relative_to(ROOT)),
-            "--address",
-            cluster.dashboard_url,
-            "--storage",
-            storage,
-            "--no-ship",
-        )
-        assert first.returncode == 0, first.stderr[-4000:]
-        job = re.search(r"submitted job (\S+)", first.stderr)
-        assert job, first.stderr
-        status = kdorch("status", job.group(1), "--address", cluster.dashboard_url)
-        assert status.returncode == 0 and "SUCCEEDED" in status.stdout, status.stdout
-        assert "6 ran" in status.stdout, status.stdout
-        logs = kdorch("logs", job.group(1), "--address", cluster.dashboard_url)
-        assert "wide[5]" in logs.stdout
-
-        import s3fs
-
-        fs = s3fs.S3FileSystem(**s3_server["storage_options"])
-        record = json.loads(
-            fs.cat_file(
-                f"{s3_server['bucket']}/autoscale-{tmp_path.name}/runs/{job.group(1)}/run.json"
+        with node_counts(cluster) as counts:
+            first = kdorch(
+                "submit",
+                str(pipeline.relative_to(ROOT)),
+                "--address",
+                cluster.dashboard_url,
+                "--storage",
+                storage,
+                "--no-ship",
             )
-        )
-        nodes = {s["step_id"]: s["node"] for s in record["steps"]}
-        wide_nodes = {nodes[f"wide[{f}]"] for f in (2, 3, 4, 5)}
-        assert len(wide_nodes) >= 2, nodes  # the fan-out ran on more than one node
-        assert max(n for _, n in counts) >= 2, counts  # the autoscaler added nodes
+            assert first.returncode == 0, first.stderr[-4000:]
+            job = re.search(r"submitted job (\S+)", first.stderr)
+            assert job, first.stderr
+            status = kdorch("status", job.group(1), "--address", cluster.dashboard_url)
+            assert status.returncode == 0 and "SUCCEEDED" in status.stdout, status.stdout
+            assert "6 ran" in status.stdout, status.stdout
+            logs = kdorch("logs", job.group(1), "--address", cluster.dashboard_url)
+            assert "wide[5]" in logs.stdout
 
-        second = kdorch(
-            "submit",
-            str(pipeline.relative_to(ROOT)),
-            "--address",
-            cluster.dashboard_url,
-            "--storage",
-            storage,
-            "--no-ship",
-        )
-        assert second.returncode == 0, second.stderr[-3000:]
-        again = re.search(r"submitted job (\S+)", second.stderr)
-        assert again
-        cached = kdorch("status", again.group(1), "--address", cluster.dashboard_url)
-        assert "6 cached" in cached.stdout, cached.stdout
+            import s3fs
 
-        deadline = time.monotonic() + 120
-        while len(cluster.nodes()) > 1 and time.monotonic() < deadline:
-            time.sleep(1.0)
-        assert len(cluster.nodes()) == 1, "idle worker nodes were not removed"
+            fs = s3fs.S3FileSystem(**s3_server["storage_options"])
+            record = json.loads(
+                fs.cat_file(
+                    f"{s3_server['bucket']}/autoscale-{tmp_path.name}/runs/{job.group(1)}/run.json"
+                )
+            )
+            nodes = {s["step_id"]: s["node"] for s in record["steps"]}
+            wide_nodes = {nodes[f"wide[{f}]"] for f in (2, 3, 4, 5)}
+            assert len(wide_nodes) >= 2, nodes  # the fan-out ran on more than one node
+            assert max(n for _, n in counts) >= 2, counts  # the autoscaler added nodes
+
+            second = kdorch(
+                "submit",
+                str(pipeline.relative_to(ROOT)),
+                "--address",
+                cluster.dashboard_url,
+                "--storage",
+                storage,
+                "--no-ship",
+            )
+            assert second.returncode == 0, second.stderr[-3000:]
+            again = re.search(r"submitted job (\S+)", second.stderr)
+            assert again
+            cached = kdorch("status", again.group(1), "--address", cluster.dashboard_url)
+            assert "6 cached" in cached.stdout, cached.stdout
+
+            deadline = time.monotonic() + 120
+            while len(cluster.nodes()) > 1 and time.monotonic() < deadline:
+                time.sleep(1.0)
+            assert len(cluster.nodes()) == 1, "idle worker nodes were not removed"
     finally:
-        done.set()
-        watcher.join(timeout=5)
         pipeline.unlink(missing_ok=True)
-        print("alive nodes over time (s, nodes):", counts)

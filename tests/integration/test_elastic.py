@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-import runpy
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.autoscaling import ROOT, kdorch, local_cluster, node_counts
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = runpy.run_path(str(ROOT / "infra" / "local_autoscaling.py"))
 
 PIPELINE = """
 name: elastic
@@ -43,12 +38,8 @@ steps:
 
 @pytest.fixture()
 def cluster(s3_server: dict) -> Iterator[Any]:
-    local = LOCAL["start"](head_cpus=1, worker_cpus=1, max_workers=1, idle_timeout_s=5)
-    try:
+    with local_cluster(head_cpus=1, worker_cpus=1, max_workers=1, idle_timeout_s=5) as local:
         yield local
-    finally:
-        local.stop()
-    assert not LOCAL["our_pids"](local.temp_dir), "the cluster left processes behind"
 
 
 def test_training_grows_when_the_autoscaler_adds_a_node(
@@ -57,23 +48,9 @@ def test_training_grows_when_the_autoscaler_adds_a_node(
     pipeline = ROOT / "tests" / "resources" / f"elastic-{tmp_path.name}.yaml"
     pipeline.write_text(PIPELINE.format(endpoint=s3_server["endpoint"]))
     prefix = f"{s3_server['bucket']}/elastic-{tmp_path.name}"
-    counts: list[tuple[float, int]] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        start = time.monotonic()
-        while not done.is_set():
-            counts.append((round(time.monotonic() - start, 1), len(cluster.nodes())))
-            time.sleep(1.0)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     try:
-        submitted = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator",
+        with node_counts(cluster) as counts:
+            submitted = kdorch(
                 "submit",
                 str(pipeline.relative_to(ROOT)),
                 "--address",
@@ -81,33 +58,25 @@ def test_training_grows_when_the_autoscaler_adds_a_node(
                 "--storage",
                 f"s3://{prefix}",
                 "--no-ship",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=ROOT,
-        )
-        assert submitted.returncode == 0, submitted.stderr[-4000:]
-        job = re.search(r"submitted job (\S+)", submitted.stderr)
-        assert job, submitted.stderr
+            )
+            assert submitted.returncode == 0, submitted.stderr[-4000:]
+            job = re.search(r"submitted job (\S+)", submitted.stderr)
+            assert job, submitted.stderr
 
-        import s3fs
+            import s3fs
 
-        fs = s3fs.S3FileSystem(**s3_server["storage_options"])
-        record = json.loads(fs.cat_file(f"{prefix}/runs/{job.group(1)}/run.json"))
-        grow = next(s for s in record["steps"] if s["step_id"] == "grow")
-        history = grow["outputs"]["history"]
-        workers = [int(epoch["workers"]) for epoch in history]
-        print("workers per epoch:", workers)
-        # Every epoch once, the last included (the weights come from the last checkpoint).
-        assert [int(epoch["epoch"]) for epoch in history] == list(range(100))
-        # Started with the one worker the head could hold, grew to two, never shrank.
-        assert workers[0] == 1 and workers[-1] == 2 and workers == sorted(workers), workers
-        assert grow["outputs"]["model"]["metrics"]["resumes"] >= 1
-        assert grow["outputs"]["metrics"]["val_accuracy"] > 0.5  # it trained, across the resize
-        assert max(n for _, n in counts) == 2, counts
+            fs = s3fs.S3FileSystem(**s3_server["storage_options"])
+            record = json.loads(fs.cat_file(f"{prefix}/runs/{job.group(1)}/run.json"))
+            grow = next(s for s in record["steps"] if s["step_id"] == "grow")
+            history = grow["outputs"]["history"]
+            workers = [int(epoch["workers"]) for epoch in history]
+            print("workers per epoch:", workers)
+            # Every epoch once, the last included (the weights come from the last checkpoint).
+            assert [int(epoch["epoch"]) for epoch in history] == list(range(100))
+            # Started with the one worker the head could hold, grew to two, never shrank.
+            assert workers[0] == 1 and workers[-1] == 2 and workers == sorted(workers), workers
+            assert grow["outputs"]["model"]["metrics"]["resumes"] >= 1
+            assert grow["outputs"]["metrics"]["val_accuracy"] > 0.5  # it trained, across the resize
+            assert max(n for _, n in counts) == 2, counts
     finally:
-        done.set()
-        watcher.join(timeout=5)
         pipeline.unlink(missing_ok=True)
-        print("alive nodes over time (s, nodes):", counts)
