@@ -113,6 +113,13 @@ class LocalCluster:
         stop(self.temp_dir)
 
 
+def short_temp_root() -> str:
+    """The temp dir when it is short enough for Ray's unix socket paths (~107 characters under
+    it), else /tmp."""
+    root = tempfile.gettempdir()
+    return root if len(root) <= 40 else "/tmp"
+
+
 def start(
     *,
     head_cpus: float = 1,
@@ -124,7 +131,7 @@ def start(
 ) -> LocalCluster:
     """Start the head (with its autoscaler); returns its addresses. Raises if it does not come
     up (and then stops whatever it started)."""
-    temp_dir = temp_dir or tempfile.mkdtemp(prefix="kdas-", dir="/tmp")  # short: socket paths
+    temp_dir = temp_dir or tempfile.mkdtemp(prefix="kdas-", dir=short_temp_root())
     port, dashboard, metrics = free_port(), free_port(), free_port()
     gcs = f"{node_ip()}:{port}"
     config = Path(temp_dir, "autoscaling.json")

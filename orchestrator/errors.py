@@ -97,6 +97,10 @@ class StorageError(ArtifactError):
     """The artifact store cannot be reached or written."""
 
 
+class ClusterUnreachable(KdorchError):
+    """A Ray cluster address that answers nothing, or not as Ray does (nothing ran)."""
+
+
 class ComponentError(KdorchError):
     """A component's own code raised; the original exception is the ``__cause__``."""
 

@@ -107,6 +107,12 @@ class RaySettings(Model):
         description="Ray cluster to connect to. None: $RAY_ADDRESS if set, else start a local "
         "Ray for the run and shut it down afterwards.",
     )
+    connect_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="How long to wait for the cluster at `address` to answer before giving up "
+        "with a message (a head that is still starting gets the whole wait).",
+    )
     num_cpus: int | None = Field(
         None,
         ge=1,

@@ -12,6 +12,7 @@ does.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -34,6 +35,12 @@ TEST_ENV = {
     "RAY_metrics_report_interval_ms": "500",  # metrics reach Prometheus text within a second
 }
 os.environ.update(TEST_ENV)
+# Everything the session and its subprocesses put in the temp dir (Ray's session folders, the
+# dashboard's pymp-* folders, checkpoint scratch of killed workers) lands in one folder that is
+# removed at the end. Short: Ray's unix socket paths under it must stay under ~107 characters.
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="kdt-", dir="/tmp"))
+os.environ["TMPDIR"] = str(SESSION_TMP)
+tempfile.tempdir = None  # forget the cached default; the next call reads TMPDIR
 # DeepSpeed compiles its CPU comm op once (~40 s); keep the build between test sessions.
 os.environ.setdefault(
     "TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "kdorch-torch-extensions")
@@ -47,11 +54,13 @@ import tests.support.toy_components  # noqa: E402,F401  (registers the toy compo
 from tests.support.other_ray import OtherRay, other_ray_instance  # noqa: E402
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def ray_temp_dir() -> Iterator[Path]:
-    # Short: Ray's unix socket paths must stay under ~107 characters.
-    path = Path(tempfile.mkdtemp(prefix="kdr-", dir="/tmp"))
-    yield path
+    yield Path(tempfile.mkdtemp(prefix="r-"))
 
 
 @pytest.fixture(scope="session")

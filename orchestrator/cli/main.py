@@ -27,6 +27,7 @@ from orchestrator.cli.show import print_run_outputs
 from orchestrator.compile.describe import first_paragraph
 from orchestrator.errors import (
     ArtifactError,
+    ClusterUnreachable,
     ConfigError,
     GraphError,
     KdorchError,
@@ -516,7 +517,7 @@ def logs(
 
 
 # Problems the user fixes in the pipeline, its options or its storage settings: exit 2.
-_CONFIG_ERRORS = (ValidationFailed, ConfigError, GraphError, StorageError)
+_CONFIG_ERRORS = (ValidationFailed, ConfigError, GraphError, StorageError, ClusterUnreachable)
 INTERRUPTED = 130
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from orchestrator.execution.ray_connect import claim_sigterm, sigterm_interrupts, wait_for_gcs
 from orchestrator.execution.ray_output import ray_logging_level, routine_raylet_messages_dropped
 from schemas.pipeline import RaySettings
 
@@ -144,6 +145,7 @@ def _dashboard_url(context: object) -> str | None:
 
 @contextmanager
 def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[RaySession]:
+    """Ray for one run (see the module docstring). SIGTERM inside ends the run as Ctrl-C does."""
     import ray
 
     if ray.is_initialized():
@@ -163,8 +165,9 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
     target = target_address(settings, address)
     quiet = not settings.log_to_driver  # Ray's own lines only with --verbose (ray_output.py)
     taken = None
-    with routine_raylet_messages_dropped(quiet):
+    with sigterm_interrupts(), routine_raylet_messages_dropped(quiet):
         if target:
+            wait_for_gcs(target, settings.connect_timeout_s)
             context = ray.init(
                 address=target,
                 namespace=settings.namespace,
@@ -194,6 +197,7 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
                 logging_level=ray_logging_level(quiet),
             )
             embedded = True
+        claim_sigterm()  # ray.init installed its own handler (sys.exit, no run record)
         yield from _session(context, settings, target, embedded, taken)
 
 

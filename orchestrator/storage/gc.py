@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from orchestrator.errors import ArtifactError, KdorchError
+from orchestrator.errors import ArtifactError, ConfigError, KdorchError
 from orchestrator.storage.runs import observed_status
 from orchestrator.storage.store import COMMIT_NAME, RESUME_DIR, ArtifactStore
 from schemas.run import RunStatus
@@ -45,8 +45,20 @@ def active_runs(store: ArtifactStore) -> list[str]:
     return active
 
 
+def check_age(runs_older_than_days: float | None) -> None:
+    """Refuse an age that would select every record: ``-1`` or ``0`` days puts the cutoff at
+    (or after) now, which is never what "delete old run records" means."""
+    if runs_older_than_days is not None and not runs_older_than_days > 0:
+        raise ConfigError(
+            f"--runs-older-than must be a positive number of days, got {runs_older_than_days:g}: "
+            "it deletes run records started more than that many days ago "
+            "(e.g. --runs-older-than 30; --dry-run lists them first)"
+        )
+
+
 def plan_gc(store: ArtifactStore, runs_older_than_days: float | None = None) -> list[Removal]:
     """Everything `gc` would delete (see the module docstring)."""
+    check_age(runs_older_than_days)
     removals: list[Removal] = []
     for prefix in store.listdir("objects"):
         for key in store.listdir(f"objects/{prefix}"):
@@ -86,6 +98,7 @@ def collect(
     store: ArtifactStore, runs_older_than_days: float | None = None, dry_run: bool = False
 ) -> list[Removal]:
     """Delete what `plan_gc` lists (nothing with ``dry_run``); refuses while a run is active."""
+    check_age(runs_older_than_days)
     active = active_runs(store)
     if active and not dry_run:
         raise KdorchError(

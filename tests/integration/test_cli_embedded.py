@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def test_embedded_ray_run(tmp_path: Path) -> None:
         "- {id: src, component: toy_source}\n"
         "- {id: double, component: toy_scale, inputs: {numbers: src.numbers}}\n"
     )
-    temp_dir = Path(f"/tmp/kde-{os.getpid()}")
+    temp_dir = Path(tempfile.gettempdir(), f"kde-{os.getpid()}")
     env = {**os.environ, "RAY_TMPDIR": str(temp_dir)}
     env.pop("RAY_ADDRESS", None)
     result = subprocess.run(

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_two_embedded_runs_at_once_with_the_dashboard_port_taken(
     )
     runs = []
     for name in ("a", "b"):
-        temp_dir = Path(f"/tmp/kds-{os.getpid()}-{name}")
+        temp_dir = Path(tempfile.gettempdir(), f"kds-{os.getpid()}-{name}")
         env = {**os.environ, "RAY_TMPDIR": str(temp_dir)}
         env.pop("RAY_ADDRESS", None)
         command = [sys.executable, "-m", "orchestrator", "run", str(pipeline)]

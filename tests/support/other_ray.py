@@ -75,7 +75,7 @@ def kill_processes_under(temp_dir: Path, timeout: float = 15.0) -> None:
 def other_ray_instance() -> Iterator[OtherRay]:
     """Start the second Ray (1 CPU, its own ports and temp dir); stop it by its own pids."""
     # Short: Ray's unix socket paths must stay under ~107 characters.
-    temp_dir = Path(tempfile.mkdtemp(prefix="kdo-", dir="/tmp"))
+    temp_dir = Path(tempfile.mkdtemp(prefix="kdo-"))
     port, dashboard = free_port(), free_port()
     ray = Path(sys.executable).with_name("ray")
     command = [

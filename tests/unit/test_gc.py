@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import psutil
 import pytest
 
 from orchestrator import Pipeline, run
 from orchestrator.cli import main
-from orchestrator.errors import KdorchError
+from orchestrator.errors import ConfigError, KdorchError
 from orchestrator.storage.gc import collect, plan_gc
 from orchestrator.storage.store import ArtifactStore
 from schemas.run import RunStatus
@@ -60,8 +62,59 @@ def test_gc_keeps_quarantined_commits_and_old_runs_unless_asked(tmp_path: Path) 
     store = ArtifactStore(str(store_dir))
     assert not [r for r in plan_gc(store) if ".bad-" in r.path]
     assert list(store_dir.glob("objects/*/*/COMMIT.json.bad-*"))
-    old = plan_gc(store, runs_older_than_days=-1)  # everything counts as old
-    assert f"runs/{record.run_id}" in {r.path for r in old}
+    assert f"runs/{record.run_id}" not in {r.path for r in plan_gc(store, 1)}
+    store.write_run(record.model_copy(update={"started_at": days_ago(2)}))
+    assert f"runs/{record.run_id}" in {r.path for r in plan_gc(store, 1)}
+
+
+def days_ago(days: float) -> datetime:
+    return datetime.now(timezone.utc) - timedelta(days=days)
+
+
+@pytest.mark.parametrize("age", ["-1", "0", "-0.5"])
+def test_gc_refuses_an_age_that_is_not_positive(
+    tmp_path: Path, age: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_dir = tmp_path / "store"
+    record = run(pipeline(fail=False).spec, storage=str(store_dir), executor="local")
+    store = ArtifactStore(str(store_dir))
+    store.write_run(record.model_copy(update={"started_at": days_ago(400)}))
+    with pytest.raises(ConfigError, match="positive number of days"):
+        plan_gc(store, float(age))
+    with pytest.raises(SystemExit) as code:
+        main(["gc", "--storage", str(store_dir), "--runs-older-than", age])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and "Traceback" not in err
+    assert f"--runs-older-than must be a positive number of days, got {float(age):g}" in err
+    assert store.list_runs() == [record.run_id]  # nothing deleted
+
+
+def test_gc_never_selects_the_record_of_a_running_run(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    record = run(pipeline(fail=False).spec, storage=str(store_dir), executor="local")
+    store = ArtifactStore(str(store_dir))
+    # Still going: its driver is this test's process (alive, and started before the run).
+    started = datetime.fromtimestamp(psutil.Process().create_time() + 0.5, timezone.utc)
+    store.write_run(record.model_copy(update={"status": RunStatus.running, "started_at": started}))
+    tiny = 1e-6  # days (0.09 s): every finished record this old would go
+    assert f"runs/{record.run_id}" not in {r.path for r in plan_gc(store, tiny)}
+    with pytest.raises(KdorchError, match="still going"):
+        collect(store, tiny)
+    assert store.list_runs() == [record.run_id]
+    # The same record once its driver is gone (a SIGKILL-ed run) is an interrupted run: old.
+    store.write_run(
+        record.model_copy(
+            update={
+                "status": RunStatus.running,
+                "started_at": days_ago(400),
+                "driver_pid": 2**22 + 7,
+            }
+        )
+    )
+    assert [r.path for r in collect(store, 1) if r.path.startswith("runs/")] == [
+        f"runs/{record.run_id}"
+    ]
+    assert store.list_runs() == []
 
 
 def test_gc_refuses_while_a_run_is_going(
