@@ -123,19 +123,29 @@ def test_killed_driver_is_resumed(ray_cluster: str, tmp_path: Path) -> None:
     driver = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
+
+    def slow_status() -> str | None:
+        """`slow`'s status in the run record, once the driver has written one."""
+        records = list((store / "runs").glob("*/run.json")) if (store / "runs").exists() else []
+        try:
+            steps = json.loads(records[0].read_text())["steps"] if records else []
+        except ValueError:  # caught mid-write
+            return None
+        return {s["step_id"]: s["status"] for s in steps}.get("slow")
+
     try:
+        # The step's marker appears as its worker starts; the driver records "running" a moment
+        # later (on a loaded machine, seconds later): wait for both, with a deadline.
         deadline = time.time() + 60
-        while not any(markers.iterdir()):
+        while not (any(markers.iterdir()) and slow_status() == "running"):
             assert driver.poll() is None, driver.stdout.read().decode()  # type: ignore[union-attr]
-            assert time.time() < deadline, "the slow step never started"
+            assert time.time() < deadline, f"the slow step never started ({slow_status()})"
             time.sleep(0.1)
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
     block.unlink()  # release the step: if its worker outlived the driver it may still commit
-    time.sleep(1.0)
-    killed = json.loads(next((store / "runs").iterdir()).joinpath("run.json").read_text())
-    assert {s["step_id"]: s["status"] for s in killed["steps"]}["slow"] == "running"
+    assert slow_status() == "running"  # a SIGKILL-ed driver never writes a final status
 
     resumed = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
