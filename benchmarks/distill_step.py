@@ -244,7 +244,7 @@ def same_weights(store: str, record: Any, plain: dict[str, Any]) -> tuple[bool, 
 
     from components.artifacts.checkpoints import load_model
     from orchestrator import ArtifactStore
-    from schemas.artifacts import ModelCheckpoint
+    from schemas.kd.artifacts import ModelCheckpoint
 
     ref = ModelCheckpoint.model_validate(record.step("student").outputs["model"])
     model, _ = load_model(ArtifactStore(store), ref)

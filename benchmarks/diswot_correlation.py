@@ -34,17 +34,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.search import CandidateSpace, rank_correlation
+from components.search.candidates import CandidateSpace
+from components.search.correlation import rank_correlation
 from components.search.parallel import ParallelScorer, score_specs
-from components.student_search import StudentSearch
+from components.search.student_search import StudentSearch
 from orchestrator import Pipeline, run
 from orchestrator.execution.context import StepContext
 from orchestrator.storage.store import ArtifactStore
-from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint
-from schemas.components.student_search import StudentSearchConfig, StudentSearchInputs
-from schemas.models import ModelSpecValue
-from schemas.pipeline import Resources
-from schemas.run import RunRecord
+from schemas.engine.pipeline import Resources
+from schemas.engine.run import RunRecord
+from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
+from schemas.kd.components.student_search import StudentSearchConfig, StudentSearchInputs
+from schemas.kd.models import ModelSpecValue
 
 #: 36 candidates under the cap: the correlation is measured on all of them.
 SPACE = {

@@ -48,7 +48,7 @@ def rotated_sources(folder: Path, multiples: list[int], max_rows: int | None) ->
 
     from components.artifacts.datasets import read_split
     from orchestrator import ArtifactStore, Pipeline, run
-    from schemas.artifacts import Dataset
+    from schemas.kd.artifacts import Dataset
 
     angles = ANGLES[: max(multiples)]
     p = Pipeline("bench_rotations")

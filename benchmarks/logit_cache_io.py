@@ -80,7 +80,7 @@ def batches(logits: np.ndarray, fmt: str, batch: int = 512) -> list[Any]:
 
 def write_kdorch(store: Any, path: str, parts: list[Any], fmt: str, rows: int) -> Any:
     from components.artifacts.logits import ShardWriter
-    from schemas.artifacts import LogitShards
+    from schemas.kd.artifacts import LogitShards
 
     writer = ShardWriter(store, f"{path}/train", 50_000)
     for part in parts:

@@ -98,7 +98,7 @@ def per_batch_costs() -> tuple[float, float, float]:
     import torch
 
     from components.models import build_model, estimate_flops
-    from schemas.models import MLPSpec, MnistCNNSpec
+    from schemas.kd.models import MLPSpec, MnistCNNSpec
 
     torch.set_num_threads(1)
     shape = (1, 28, 28)

@@ -5,13 +5,13 @@ The registry imports a module only when its key is used.
 
 #: key -> "module:Class" of every built-in component.
 BUILTIN: dict[str, str] = {
-    "dataset": "components.dataset:DatasetComponent",
-    "train": "components.train:TrainComponent",
-    "teacher_inference": "components.teacher_inference:TeacherInference",
-    "distill": "components.distill:Distill",
-    "evaluate": "components.evaluate:EvaluateComponent",
-    "tune": "components.tune:Tune",
-    "student_search": "components.student_search:StudentSearch",
-    "aggregator": "components.aggregator:AggregatorComponent",
-    "meta_distill": "components.meta_distill:MetaDistill",
+    "dataset": "components.data.dataset:DatasetComponent",
+    "train": "components.training.train:TrainComponent",
+    "teacher_inference": "components.inference.teacher_inference:TeacherInference",
+    "distill": "components.training.distill:Distill",
+    "evaluate": "components.evaluation.evaluate:EvaluateComponent",
+    "tune": "components.tuning.tune:Tune",
+    "student_search": "components.search.student_search:StudentSearch",
+    "aggregator": "components.metadmoe.aggregator:AggregatorComponent",
+    "meta_distill": "components.metadmoe.meta_distill:MetaDistill",
 }

@@ -19,9 +19,9 @@ from orchestrator.execution.scheduler import plan as plan_graph
 from orchestrator.frontend.loader import LoadedPipeline, load_pipeline, with_overrides
 from orchestrator.storage.options import merge_options
 from orchestrator.storage.store import ArtifactStore, resolve_storage
-from schemas.pipeline import PipelineSpec
-from schemas.run import RunRecord, RunStatus
-from schemas.storage import StorageOptions
+from schemas.engine.pipeline import PipelineSpec
+from schemas.engine.run import RunRecord, RunStatus
+from schemas.engine.storage import StorageOptions
 
 log = logging.getLogger("kdorch")
 Source = str | Path | PipelineSpec

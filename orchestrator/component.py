@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
 
 if TYPE_CHECKING:
     from orchestrator.execution.context import StepContext

@@ -1,14 +1,16 @@
 """The component registry: short stable keys -> component classes.
 
-Components are found through the ``kdorch.components`` entry-point group (kdorch's own built-ins
-too: pyproject.toml lists them) and imported only when used, so validating a pipeline does not
-import torch for components it does not use. Third-party packages add theirs the same way::
+kdorch's own components are listed once, in ``components.BUILTIN`` (read by name: the
+orchestrator never imports the components package statically). Third-party packages add theirs
+through the ``kdorch.components`` entry-point group::
 
     [project.entry-points."kdorch.components"]
     my_step = "my_pkg.steps:MyStep"
 
-Modules named in ``$KDORCH_PLUGINS`` (comma-separated) are imported first, so components they
-`register` are known to the CLI too. Tests and notebooks may also call `register` directly.
+Components are imported only when used, so validating a pipeline does not import torch for
+components it does not use. Modules named in ``$KDORCH_PLUGINS`` (comma-separated) are imported
+first, so components they `register` are known to the CLI too. Tests and notebooks may also call
+`register` directly.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from orchestrator.errors import KdorchError, did_you_mean
 
 ENTRY_POINT_GROUP = "kdorch.components"
 
-#: Fallback when kdorch runs from a source tree that is not installed (a Ray job's working_dir):
-#: this package's ``BUILTIN`` map is read by name. The orchestrator never imports it statically.
+#: The package whose ``BUILTIN`` map lists kdorch's own components (read by name, so that a
+#: source tree that is not installed — a Ray job's working_dir — finds them too).
 BUILTIN_PACKAGE = "components"
 
 _registered: dict[str, type[Component]] = {}
@@ -72,13 +74,18 @@ def _lazy_targets() -> dict[str, str]:
             except ImportError as e:
                 raise KdorchError(f"KDORCH_PLUGINS: cannot import '{module}': {e}") from e
 
-        targets = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
         try:
-            builtin = getattr(importlib.import_module(BUILTIN_PACKAGE), "BUILTIN", {})
+            targets = dict(getattr(importlib.import_module(BUILTIN_PACKAGE), "BUILTIN", {}))
         except ImportError:
-            builtin = {}
-        for key, target in builtin.items():
-            targets.setdefault(key, target)
+            targets = {}
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if targets.get(ep.name, ep.value) != ep.value:
+                raise KdorchError(
+                    f"entry point '{ep.name} = {ep.value}' ({ep.dist.name if ep.dist else '?'}) "
+                    f"takes the key of kdorch's built-in component ({targets[ep.name]}); "
+                    "register it under another key"
+                )
+            targets[ep.name] = ep.value
         _lazy = targets
     return _lazy
 

@@ -13,7 +13,7 @@ import torch
 
 from components.models import KDModel, count_parameters, decode_checkpoint, encode_checkpoint
 from orchestrator import ArtifactStore, StepContext
-from schemas.artifacts import ModelCheckpoint
+from schemas.kd.artifacts import ModelCheckpoint
 
 
 def save_model(

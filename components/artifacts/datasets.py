@@ -1,4 +1,4 @@
-"""`Dataset` artifacts: one folder of Parquet files per split (see `schemas.artifacts.Dataset`).
+"""`Dataset` artifacts: one folder of Parquet files per split (see `schemas.kd.artifacts.Dataset`).
 
 Columns: ``row_id`` (int64), ``x`` (fixed_size_list<float32>[prod(feature_shape)]), ``y``
 (int64). Files are written with fixed settings, so the same rows give the same bytes and the
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator import ArtifactStore, StepContext
-from schemas.artifacts import Dataset
+from schemas.kd.artifacts import Dataset
 
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from components.artifacts.datasets import check_split_name, parquet_table
 from orchestrator import ArtifactError, ArtifactStore
-from schemas.artifacts import Dataset, LogitShards
+from schemas.kd.artifacts import Dataset, LogitShards
 
 # Smallest and fastest of the settings measured for float16 logits (STACK-NOTES.md).
 SHARD_OPTIONS: dict[str, Any] = {

@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.component import ConfigIssue
 from orchestrator.errors import did_you_mean
-from schemas.components.dataset import DatasetConfig
+from schemas.kd.components.dataset import DatasetConfig
 
 
 def read_schema(fs: Any, path: str) -> Any:

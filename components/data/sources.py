@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.storage import StorageOptions
+from schemas.engine.storage import StorageOptions
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pyarrow as pa
 from components.artifacts.datasets import fixed_list_to_numpy
 from components.artifacts.logits import fixed_list
 from orchestrator import ArtifactStore
-from schemas.artifacts import ModelCheckpoint
+from schemas.kd.artifacts import ModelCheckpoint
 
 
 class TeacherPredictor:

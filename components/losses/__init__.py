@@ -1,5 +1,5 @@
 """KD losses. Each is a `LossTerm` whose docstring states its formula and conventions; a list of
-`schemas.losses` specs becomes one `CombinedLoss` through `build_loss`."""
+`schemas.kd.losses` specs becomes one `CombinedLoss` through `build_loss`."""
 
 from components.losses.base import KDBatch, LossOutput, LossTerm
 from components.losses.combine import CombinedLoss, build_loss

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from components.losses.base import KDBatch, LossTerm, cross_entropy
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import CELoss
+from schemas.kd.losses import CELoss
 
 
 class CrossEntropy(LossTerm):

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from components.losses import ce, dkd, hint, kd, meal, nd, pld, taid, topk  # noqa: F401
 from components.losses.base import KDBatch, LossTerm
 from components.losses.registry import LossContext, builder_for
-from schemas.losses import LossSpec
+from schemas.kd.losses import LossSpec
 
 
 class CombinedLoss(nn.Module):
@@ -85,7 +85,7 @@ def build_loss(
     class_means: Tensor | None = None,
     total_steps: int | None = None,
 ) -> CombinedLoss:
-    """A `CombinedLoss` from `schemas.losses` specs (plain dicts are validated first).
+    """A `CombinedLoss` from `schemas.kd.losses` specs (plain dicts are validated first).
 
     Raises ``ValueError`` naming the loss type and what it lacks when a term cannot be built:
     ``taid`` needs total_steps; ``nd`` needs class_means and student_feature_dim; ``hint``

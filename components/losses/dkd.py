@@ -15,7 +15,7 @@ from components.losses.base import (
     teacher_log_probs,
 )
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import DKDLoss
+from schemas.kd.losses import DKDLoss
 
 
 def _binary_log_probs(logp: Tensor, labels: Tensor, others: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from components.losses.base import KDBatch, LossTerm, mean_teacher_features
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import HintLoss
+from schemas.kd.losses import HintLoss
 
 
 class FeatureHint(LossTerm):

@@ -13,7 +13,7 @@ from components.losses.base import (
     teacher_log_probs,
 )
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import KDLoss
+from schemas.kd.losses import KDLoss
 
 
 class HintonKD(LossTerm):

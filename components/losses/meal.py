@@ -12,7 +12,7 @@ from components.losses.base import (
     teacher_log_probs,
 )
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import MEALLoss
+from schemas.kd.losses import MEALLoss
 
 
 class MEALV2(LossTerm):

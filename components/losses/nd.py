@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from components.losses.base import KDBatch, LossTerm, mean_teacher_features
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import NDLoss
+from schemas.kd.losses import NDLoss
 
 _EPS = 1e-12
 

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from components.losses.base import KDBatch, LossTerm, teacher_log_probs
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import PLDLoss
+from schemas.kd.losses import PLDLoss
 
 
 class PlackettLuceKD(LossTerm):

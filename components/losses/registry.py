@@ -1,6 +1,6 @@
 """Which term builds each loss spec: one registration per loss, next to its term.
 
-Each loss module registers a builder for its spec class from `schemas.losses`::
+Each loss module registers a builder for its spec class from `schemas.kd.losses`::
 
     @register_loss(KDLoss)
     def _build(spec: KDLoss, ctx: LossContext) -> LossTerm:
@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from torch import Tensor
 
 from components.losses.base import LossTerm
-from schemas.losses import LOSS_SPECS
+from schemas.kd.losses import LOSS_SPECS
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ B = TypeVar("B", bound=Builder)
 def register_loss(spec_class: type[BaseModel]) -> Callable[[B], B]:
     """Register the decorated function as the builder of ``spec_class``'s terms."""
     if spec_class not in LOSS_SPECS:
-        raise TypeError(f"{spec_class.__name__} is not part of schemas.losses.LossSpec")
+        raise TypeError(f"{spec_class.__name__} is not part of schemas.kd.losses.LossSpec")
 
     def decorate(builder: B) -> B:
         _BUILDERS[spec_class] = builder

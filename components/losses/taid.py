@@ -16,7 +16,7 @@ from components.losses.base import (
     teacher_log_probs,
 )
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import TAIDLoss
+from schemas.kd.losses import TAIDLoss
 
 
 def _sigmoid(x: float) -> float:

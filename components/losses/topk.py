@@ -16,7 +16,7 @@ from components.losses.base import (
     teacher_log_probs,
 )
 from components.losses.registry import LossContext, register_loss
-from schemas.losses import TopKKLLoss
+from schemas.kd.losses import TopKKLLoss
 
 RULES = ("renormalize", "uniform", "bucket")
 _MIN_REST = 1e-30  # rest mass ~0: the missing classes get this much mass in all (negligible)

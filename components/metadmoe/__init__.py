@@ -7,36 +7,7 @@ adapted student's CE on a query set from the same domain (`meta_step`, second or
 time the student adapts once per target domain on an unlabeled batch (`adapt`, `predict`).
 `expert_mask` hides the expert trained on each sample's own domain during meta-training.
 
-Pure PyTorch, no Ray and no I/O: a component wires it into a pipeline.
+Pure PyTorch, no Ray and no I/O, apart from the two step modules that wire it into pipelines
+(`aggregator`, `meta_distill`) and the checkpoints they write (`checkpoints`). Nothing is
+re-exported here: importing a step module for its config (`kdorch validate`) stays light.
 """
-
-from components.metadmoe.aggregator import Aggregator, aggregator_head
-from components.metadmoe.masking import expert_mask
-from components.metadmoe.meta import (
-    FastWeights,
-    MetaStepOutput,
-    adapt,
-    adapted_copy,
-    eval_mode,
-    feature_parameters,
-    inner_step,
-    meta_step,
-    predict,
-    student_features,
-)
-
-__all__ = [
-    "Aggregator",
-    "FastWeights",
-    "MetaStepOutput",
-    "adapt",
-    "adapted_copy",
-    "aggregator_head",
-    "eval_mode",
-    "expert_mask",
-    "feature_parameters",
-    "inner_step",
-    "meta_step",
-    "predict",
-    "student_features",
-]

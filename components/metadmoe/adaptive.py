@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from components.metadmoe.aggregator import Aggregator
 from components.metadmoe.meta import FastWeights, adapt, predict
+from components.metadmoe.transformer import Aggregator
 from components.models import KDModel
 
 

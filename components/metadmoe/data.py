@@ -13,7 +13,7 @@ from components.artifacts.datasets import read_split, select_domains
 from components.artifacts.logits import read_teacher_table
 from components.training.data import align_teacher
 from orchestrator import ArtifactStore
-from schemas.artifacts import Dataset, LogitShards
+from schemas.kd.artifacts import Dataset, LogitShards
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.artifacts import Dataset, LogitShards
+from schemas.kd.artifacts import Dataset, LogitShards
 
 
 def usable_caches(

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from components.metadmoe.aggregator import Aggregator
+from components.metadmoe.transformer import Aggregator
 from components.models.zoo import KDModel
 
 FastWeights = dict[str, Tensor]

@@ -1,6 +1,6 @@
 """The model zoo (a library, not a step): MLP, DomainBed MNIST CNN, CIFAR ResNets.
 
-Build from a spec (`schemas.models`), run through the `KDModel` interface (logits, penultimate
+Build from a spec (`schemas.kd.models`), run through the `KDModel` interface (logits, penultimate
 features, last feature map, named intermediates), encode and decode as checkpoint files (the
 store I/O is `components.artifacts.checkpoints`), and measure size and cost.
 """

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from components.models.zoo import KDModel, build_model
 from orchestrator import ArtifactError
-from schemas.models import ModelSpec
+from schemas.kd.models import ModelSpec
 
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"

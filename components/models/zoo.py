@@ -26,7 +26,7 @@ import torch
 from pydantic import TypeAdapter
 from torch import nn
 
-from schemas.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec, image_shape
+from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec, image_shape
 
 Intermediates = dict[str, torch.Tensor]
 

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.models import KDModel, build_model, diswot_init_
-from schemas.models import AnyModelSpec
+from schemas.kd.models import AnyModelSpec
 
 InitScheme = Literal["default", "gaussian"]
 WidthMismatch = Literal["project", "fold"]

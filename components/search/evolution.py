@@ -34,8 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from components.search.space import Candidate, CandidateSpace
-from schemas.components.student_search import SearchSettings
+from components.search.candidates import Candidate, CandidateSpace
+from schemas.kd.components.student_search import SearchSettings
 
 
 class SupportsScore(Protocol):

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
+from components.search.candidates import Candidate
 from components.search.diswot import DiswotScore, DiswotScorer
-from components.search.space import Candidate
-from schemas.models import AnyModelSpec
+from schemas.kd.models import AnyModelSpec
 
 
 @contextlib.contextmanager

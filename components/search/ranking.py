@@ -14,9 +14,9 @@ import random
 
 import pyarrow as pa
 
+from components.search.candidates import Candidate, CandidateSpace, SearchSpaceError
 from components.search.diswot import derive_seed
 from components.search.evolution import Evaluation, SearchResult
-from components.search.space import Candidate, CandidateSpace, SearchSpaceError
 
 
 def ranked(result: SearchResult) -> list[Evaluation]:
@@ -29,7 +29,7 @@ def _finite(value: float) -> float | None:
 
 
 def ranking_table(result: SearchResult) -> pa.Table:
-    """The ranking as an Arrow table (columns in `schemas.artifacts.SearchRanking`)."""
+    """The ranking as an Arrow table (columns in `schemas.kd.artifacts.SearchRanking`)."""
     rows = ranked(result)
     specs = [json.dumps(e.candidate.spec.model_dump(mode="json"), sort_keys=True) for e in rows]
     return pa.table(

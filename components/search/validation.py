@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from components.search.correlation import rank_correlation, scatter_png
 from components.search.evolution import Evaluation
 from orchestrator import StepContext
-from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint, SearchValidation
-from schemas.components.distill import DistillConfig
-from schemas.components.student_search import ValidationSettings
+from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint, SearchValidation
+from schemas.kd.components.distill import DistillConfig
+from schemas.kd.components.student_search import ValidationSettings
 
 #: Predictors reported, and how to read each from an evaluation (higher = predicted better).
 PREDICTORS = ("score", "semantic", "relation", "parameters", "macs")

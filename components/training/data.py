@@ -26,8 +26,8 @@ from components.artifacts.datasets import (
 )
 from components.artifacts.logits import TEACHER_COLUMNS, check_matches_dataset, read_teacher_table
 from orchestrator import ArtifactError, ArtifactStore
-from schemas.artifacts import Dataset, LogitShards
-from schemas.components.training import TrainingSettings
+from schemas.kd.artifacts import Dataset, LogitShards
+from schemas.kd.components.training import TrainingSettings
 
 Columns = dict[str, np.ndarray]
 

@@ -15,9 +15,9 @@ import numpy as np
 from components.training.data import TrainingData
 from components.training.trainer import FitResult
 from orchestrator import StepContext
-from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint
-from schemas.components.distill import DistillConfig
-from schemas.models import ModelSpec
+from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
+from schemas.kd.components.distill import DistillConfig
+from schemas.kd.models import ModelSpec
 
 #: What each kind of teacher input puts into a batch (names of `KDBatch` fields).
 _ALWAYS = frozenset({"student_logits", "student_features", "labels"})

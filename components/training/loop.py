@@ -25,9 +25,9 @@ from torch import nn
 from components.training.batches import HeldBatches, StreamBatches
 from components.training.session import Session, read_meta, write_meta
 from orchestrator import ArtifactStore
-from schemas.artifacts import ModelCheckpoint
-from schemas.components.training import TrainingSettings
-from schemas.models import ModelSpec
+from schemas.kd.artifacts import ModelCheckpoint
+from schemas.kd.components.training import TrainingSettings
+from schemas.kd.models import ModelSpec
 
 MODEL_FILE = "model.pt"
 BEST_FILE = "best_model.pt"

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from schemas.artifacts import ModelCheckpoint
-from schemas.losses import LossSpec
+from schemas.kd.artifacts import ModelCheckpoint
+from schemas.kd.losses import LossSpec
 
 
 @dataclass

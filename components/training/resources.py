@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.components.training import TrainingSettings
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
+from schemas.kd.components.training import TrainingSettings
 
 
 def worker_demand(settings: TrainingSettings) -> dict[str, float]:

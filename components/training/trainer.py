@@ -23,7 +23,7 @@ from components.training.data import TrainingData
 from components.training.loop import BEST_FILE, DS_TAG, MODEL_FILE, LoopResult, LoopSpec, run_loop
 from components.training.session import LocalSession
 from orchestrator import StepContext
-from schemas.components.training import TrainingSettings
+from schemas.kd.components.training import TrainingSettings
 
 
 @dataclass

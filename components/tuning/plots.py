@@ -12,7 +12,7 @@ import numpy as np
 
 from components.evaluation.plots import figure, png_bytes
 from components.tuning.results import TrialRow
-from schemas.components.tune import Choice, Grid, LogUniform, TuneConfig
+from schemas.kd.components.tune import Choice, Grid, LogUniform, TuneConfig
 
 _ALPHA = re.compile(r"^losses\[(\d+)\]\.alpha$")
 _TEMPERATURE = re.compile(r"^losses\[(\d+)\]\.temperature$")

@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from schemas.components.distill import DistillConfig
-from schemas.tune_paths import PathPart, apply, format_path, get_value, models_in, parse_path
+from schemas.engine.paths import PathPart, apply, format_path, get_value, models_in, parse_path
+from schemas.kd.components.distill import DistillConfig
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
 

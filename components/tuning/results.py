@@ -23,7 +23,7 @@ from components.training.loop import BEST_FILE, MODEL_FILE
 from components.tuning.sweep import SweepOutcome, planned_epochs
 from components.tuning.trial import CHECKPOINT_PATH, FINAL_FILE
 from orchestrator import ArtifactStore
-from schemas.components.tune import TuneConfig
+from schemas.kd.components.tune import TuneConfig
 
 HISTORY_KEYS = ("training_iteration", "val_accuracy", "val_loss", "train_loss", "seconds")
 

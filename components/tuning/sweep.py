@@ -29,9 +29,9 @@ from typing import Any
 
 from ray import tune
 
-from components.tuning.space import failure_config, param_space, tune_config
+from components.tuning.ray_config import failure_config, param_space, tune_config
 from orchestrator import ArtifactStore
-from schemas.components.tune import TuneConfig
+from schemas.kd.components.tune import TuneConfig
 
 EXPERIMENT = "experiment"
 TRIALS = "trials"

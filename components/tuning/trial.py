@@ -27,16 +27,16 @@ from typing import Any
 
 import torch
 
+from components.training.common import fit_spec_to_dataset
 from components.training.loop import BEST_FILE, MODEL_FILE, LoopSpec, run_loop
 from components.training.objective import DistillObjective
 from components.training.session import checkpoint_folder
-from components.training.steps import fit_spec_to_dataset
 from components.training.trainer import as_tensors, steps_per_epoch
-from components.tuning.space import trial_config
+from components.tuning.ray_config import trial_config
 from orchestrator import ArtifactStore
-from schemas.components.distill import DistillConfig, DistillInputs
-from schemas.components.tune import TuneConfig
-from schemas.models import ModelSpec
+from schemas.kd.components.distill import DistillConfig, DistillInputs
+from schemas.kd.components.tune import TuneConfig
+from schemas.kd.models import ModelSpec
 
 FINAL_FILE = "final.json"
 """Marks a trial's last checkpoint: the finished student (``model.pt``, ``best_model.pt``)."""

@@ -19,8 +19,8 @@ from rich.table import Table
 
 from orchestrator.errors import ArtifactError, ConfigError, KdorchError
 from orchestrator.storage.store import ArtifactStore
-from schemas.run import RunRecord
-from schemas.storage import StorageOptions
+from schemas.engine.run import RunRecord
+from schemas.engine.storage import StorageOptions
 
 STORAGE_KEY = "kdorch_storage"
 PIPELINE_KEY = "kdorch_pipeline"

@@ -360,7 +360,7 @@ def _open_records_store(storage: str | None, items: list[str] | None) -> Artifac
     --storage-option; checked readable first (a wrong endpoint is one clear error)."""
     from orchestrator.storage.options import merge_options
     from orchestrator.storage.probe import check_store
-    from schemas.storage import StorageOptions
+    from schemas.engine.storage import StorageOptions
 
     options = merge_options(StorageOptions(), parse_storage_options(items or []))
     store = ArtifactStore(resolve_storage(storage, None), options)

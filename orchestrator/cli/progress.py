@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from schemas.run import Event, EventKind, RunRecord, StepStatus
+from schemas.engine.run import Event, EventKind, RunRecord, StepStatus
 
 _MARKS = {
     EventKind.started: ("[cyan]▶[/]", "started"),

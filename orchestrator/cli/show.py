@@ -19,7 +19,7 @@ from orchestrator.storage.runs import (
     report_files,
 )
 from orchestrator.storage.store import ArtifactStore
-from schemas.run import RunRecord, RunStatus, StepRecord
+from schemas.engine.run import RunRecord, RunStatus, StepRecord
 
 _STATUS_COLORS = {
     "ran": "green",

@@ -42,7 +42,7 @@ from orchestrator.compile.typecheck import fits, list_item_type, type_name
 from orchestrator.component import Component
 from orchestrator.errors import Problem, ValidationFailed, did_you_mean
 from orchestrator.frontend.yaml_source import SourceMap
-from schemas.pipeline import PipelineSpec, Resources, StepSpec
+from schemas.engine.pipeline import PipelineSpec, Resources, StepSpec
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.component import Component
-from schemas.pipeline import CachePolicy, PipelineSpec, Resources
+from schemas.engine.pipeline import CachePolicy, PipelineSpec, Resources
 
 
 @dataclass(frozen=True)

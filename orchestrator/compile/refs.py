@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.pipeline import matrix_value_text
+from schemas.engine.pipeline import matrix_value_text
 
 REF_PATTERN = re.compile(
     r"^(?P<step>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>[^\]]+)\])?\.(?P<port>[A-Za-z_][A-Za-z0-9_]*)$"

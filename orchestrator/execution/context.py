@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.storage.store import ArtifactStore
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
 
 log = logging.getLogger("kdorch")
 

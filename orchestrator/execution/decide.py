@@ -18,8 +18,8 @@ from orchestrator.compile.graph import Node
 from orchestrator.errors import ArtifactError, KdorchError
 from orchestrator.storage.cache import explain_difference, key_material, step_key
 from orchestrator.storage.store import ArtifactStore
-from schemas.artifacts import ArtifactRef
-from schemas.pipeline import CachePolicy
+from schemas.engine.artifacts import ArtifactRef
+from schemas.engine.pipeline import CachePolicy
 
 
 @dataclass

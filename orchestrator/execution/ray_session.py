@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.execution.ray_connect import claim_sigterm, sigterm_interrupts, wait_for_gcs
 from orchestrator.execution.ray_output import ray_logging_level, routine_raylet_messages_dropped
-from schemas.pipeline import RaySettings
+from schemas.engine.pipeline import RaySettings
 
 log = logging.getLogger("kdorch")
 

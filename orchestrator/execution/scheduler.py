@@ -33,7 +33,15 @@ from orchestrator.execution.backend import Backend, Outcome
 from orchestrator.execution.decide import Decision, Fingerprints, decide, resolve_inputs
 from orchestrator.execution.step_runner import StepTask
 from orchestrator.storage.store import ArtifactStore, CorruptArtifact
-from schemas.run import ErrorInfo, Event, EventKind, RunRecord, RunStatus, StepRecord, StepStatus
+from schemas.engine.run import (
+    ErrorInfo,
+    Event,
+    EventKind,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
 
 Listener = Callable[[Event], None]
 PERSIST_INTERVAL_S = 1.0

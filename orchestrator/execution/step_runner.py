@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from orchestrator.component import Component
 from orchestrator.execution.context import StepContext
 from orchestrator.storage.store import ArtifactStore, new_attempt_id
-from schemas.artifacts import ArtifactRef
-from schemas.pipeline import CachePolicy, Resources
-from schemas.run import CommitRecord
+from schemas.engine.artifacts import ArtifactRef
+from schemas.engine.pipeline import CachePolicy, Resources
+from schemas.engine.run import CommitRecord
 
 
 @dataclass(frozen=True)

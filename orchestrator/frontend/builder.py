@@ -24,12 +24,12 @@ from orchestrator import registry
 from orchestrator.compile.refs import format_value
 from orchestrator.component import Component
 from orchestrator.frontend.loader import dump_pipeline, load_pipeline, parse_spec
-from schemas.pipeline import MatrixValue, PipelineSpec, Resources
+from schemas.engine.pipeline import MatrixValue, PipelineSpec, Resources
 
 if TYPE_CHECKING:
     from orchestrator.compile.graph import Graph
     from orchestrator.execution.decide import Decision
-    from schemas.run import RunRecord
+    from schemas.engine.run import RunRecord
 
 
 @dataclass(frozen=True)

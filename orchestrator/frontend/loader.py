@@ -15,7 +15,7 @@ from orchestrator.compile.problems import make_locator, problems_from_validation
 from orchestrator.errors import ValidationFailed
 from orchestrator.frontend.overrides import apply_overrides
 from orchestrator.frontend.yaml_source import SourceMap, load_yaml
-from schemas.pipeline import PipelineSpec
+from schemas.engine.pipeline import PipelineSpec
 
 
 @dataclass

@@ -41,8 +41,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.artifacts import ArtifactRef
-from schemas.storage import StorageOptions
+from schemas.engine.artifacts import ArtifactRef
+from schemas.engine.storage import StorageOptions
 
 KEY_FORMAT = 2
 

@@ -20,7 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from orchestrator.errors import ArtifactError, StorageError
 from orchestrator.storage.cache import sha256_text
-from schemas.storage import StorageOptions
+from schemas.engine.storage import StorageOptions
 
 DEFAULT_STORAGE = ".kdorch"
 _MAX_SEGMENT = 200  # bytes; most filesystems allow 255 per name

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from orchestrator.errors import ArtifactError, ConfigError, KdorchError
 from orchestrator.storage.runs import observed_status
 from orchestrator.storage.store import COMMIT_NAME, RESUME_DIR, ArtifactStore
-from schemas.run import RunStatus
+from schemas.engine.run import RunStatus
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Storage options from the command line (``--storage-option KEY=VALUE``, repeatable), typed as
-`schemas.storage.StorageOptions` and merged over a pipeline file's ``storage_options``.
+`schemas.engine.storage.StorageOptions` and merged over a pipeline file's ``storage_options``.
 
 Keys are the fields of `StorageOptions` (``endpoint_url``, ``region``, ``profile``, ``anon``,
 ``key``, ``secret``, ``token``) or ``client_kwargs.NAME`` / ``options.NAME`` for the free-form
@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from orchestrator.errors import ConfigError, did_you_mean
-from schemas.storage import StorageOptions
+from schemas.engine.storage import StorageOptions
 
 FLAG = "--storage-option"
 _NESTED = ("client_kwargs", "options")

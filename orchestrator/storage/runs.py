@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.errors import ArtifactError
 from orchestrator.storage.store import ArtifactStore
-from schemas.run import RunRecord, RunStatus
+from schemas.engine.run import RunRecord, RunStatus
 
 #: Accepted instead of a run id: the most recent run in the store.
 LATEST = ("latest", "last")

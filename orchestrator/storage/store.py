@@ -41,8 +41,8 @@ from orchestrator.storage.files import FileStore
 from orchestrator.storage.files import check_relative as check_relative
 from orchestrator.storage.files import resolve_storage as resolve_storage
 from orchestrator.storage.files import safe_segment as safe_segment
-from schemas.artifacts import MANIFEST_NAME, ArtifactRef, FileEntry, Manifest
-from schemas.run import CommitRecord, RunRecord
+from schemas.engine.artifacts import MANIFEST_NAME, ArtifactRef, FileEntry, Manifest
+from schemas.engine.run import CommitRecord, RunRecord
 
 log = logging.getLogger("kdorch")
 

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from components.artifacts.datasets import read_split as read_arrays
 from orchestrator import ArtifactStore, Pipeline, plan, run
-from schemas.artifacts import Dataset
-from schemas.components.dataset import DatasetConfig
+from schemas.kd.artifacts import Dataset
+from schemas.kd.components.dataset import DatasetConfig
 
 STORES: dict[str, str] = {}  # dataset path -> the store that holds it
 
@@ -118,7 +118,7 @@ def test_parquet_source_on_s3(tmp_path: Path, s3_server: dict) -> None:
 def test_parquet_errors_name_the_column_and_file(tmp_path: Path) -> None:
     from components.data.sources import load_parquet
     from orchestrator import ValidationFailed
-    from schemas.storage import StorageOptions
+    from schemas.engine.storage import StorageOptions
 
     pq.write_table(write_table(tmp_path), tmp_path / "table.parquet")
     p = Pipeline("data")

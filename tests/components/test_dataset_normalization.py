@@ -13,7 +13,7 @@ from components.artifacts.datasets import read_split
 from components.data.bundled import bundled_table, feature_columns, write_table
 from components.data.labels import encode_labels
 from orchestrator import ArtifactStore, Pipeline, ValidationFailed, run
-from schemas.artifacts import Dataset
+from schemas.kd.artifacts import Dataset
 
 
 def make(store: Path, **config: object) -> tuple[Dataset | None, str]:

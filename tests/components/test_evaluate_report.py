@@ -13,15 +13,15 @@ import torch
 from components.artifacts.checkpoints import save_model
 from components.artifacts.datasets import read_split
 from components.data.bundled import feature_columns, write_table
-from components.evaluate import EvaluateComponent
+from components.evaluation.evaluate import EvaluateComponent
 from components.models import build_model
 from orchestrator import Pipeline, run
 from orchestrator.execution.context import StepContext
 from orchestrator.storage.store import ArtifactStore
-from schemas.artifacts import Dataset, ModelCheckpoint
-from schemas.components.evaluate import EvaluateConfig, EvaluateInputs
-from schemas.models import MLPSpec
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
+from schemas.kd.artifacts import Dataset, ModelCheckpoint
+from schemas.kd.components.evaluate import EvaluateConfig, EvaluateInputs
+from schemas.kd.models import MLPSpec
 
 
 def context(store: ArtifactStore, step_id: str, key: str) -> StepContext:

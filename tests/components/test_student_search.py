@@ -11,15 +11,17 @@ import pytest
 import torch
 
 from components.artifacts.datasets import read_split
-from components.distill import Distill
-from components.search import CandidateSpace, DiswotScorer, run_search
+from components.search.candidates import CandidateSpace
+from components.search.diswot import DiswotScorer
+from components.search.evolution import run_search
 from components.search.parallel import ParallelScorer
+from components.training.distill import Distill
 from orchestrator import Pipeline, ValidationFailed, run, validate
 from orchestrator.storage.store import ArtifactStore
-from schemas.artifacts import Dataset, ModelCheckpoint, SearchRanking
-from schemas.components.distill import DistillConfig, DistillInputs
-from schemas.components.student_search import SearchSettings, SearchSpace
-from schemas.models import MLPSpec, MnistCNNSpec, ModelSpecValue
+from schemas.kd.artifacts import Dataset, ModelCheckpoint, SearchRanking
+from schemas.kd.components.distill import DistillConfig, DistillInputs
+from schemas.kd.components.student_search import SearchSettings, SearchSpace
+from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpecValue
 
 SPACE = {
     "mlp": {"hidden_width": [8, 16, 32, 64], "depth": [1, 2]},

@@ -11,7 +11,7 @@ import torch
 from components.artifacts.checkpoints import load_model
 from components.artifacts.datasets import read_split
 from orchestrator import ArtifactStore, Pipeline, run
-from schemas.artifacts import Dataset, ModelCheckpoint
+from schemas.kd.artifacts import Dataset, ModelCheckpoint
 
 pytestmark = pytest.mark.ray
 

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator import Pipeline, run
 from orchestrator.storage.store import ArtifactStore
-from schemas.artifacts import LogitShards
+from schemas.kd.artifacts import LogitShards
 
 pytestmark = pytest.mark.ray
 

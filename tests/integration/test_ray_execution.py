@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import Pipeline, run
-from schemas.run import RunStatus
+from schemas.engine.run import RunStatus
 
 pytestmark = pytest.mark.ray
 
@@ -159,7 +159,7 @@ def test_killed_driver_is_resumed(ray_cluster: str, tmp_path: Path) -> None:
 
 
 def test_progress_lines_reach_the_driver_from_ray_tasks(ray_cluster: str, tmp_path: Path) -> None:
-    from schemas.run import EventKind
+    from schemas.engine.run import EventKind
 
     p = Pipeline("progress", storage=str(tmp_path / "store"))
     src = p.add("src", "toy_source", config={"count": 4})

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from orchestrator import Pipeline, load_pipeline, registry, run, validate
-from schemas.pipeline import PipelineSpec
+from schemas.engine.pipeline import PipelineSpec
 
 pytestmark = pytest.mark.ray
 README_PATH = Path(__file__).resolve().parents[2] / "README.md"

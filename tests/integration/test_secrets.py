@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator import Pipeline, run
 from orchestrator.storage.cache import key_material
-from schemas.components.dataset import DatasetConfig
+from schemas.kd.components.dataset import DatasetConfig
 
 pytestmark = pytest.mark.ray
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import Pipeline, run
-from schemas.artifacts import ModelCheckpoint
+from schemas.kd.artifacts import ModelCheckpoint
 
 pytestmark = pytest.mark.ray
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from orchestrator import Component, StepContext, register
-from schemas.artifacts import ArtifactRef, JsonArtifact
 from schemas.base import Model
+from schemas.engine.artifacts import ArtifactRef, JsonArtifact
 
 
 class Numbers(JsonArtifact):

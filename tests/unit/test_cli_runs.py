@@ -17,8 +17,8 @@ from orchestrator.cli import main
 from orchestrator.storage.options import merge_options, parse_storage_options
 from orchestrator.storage.runs import observed_status
 from orchestrator.storage.store import ArtifactStore
-from schemas.run import RunRecord, RunStatus, StepRecord, StepStatus
-from schemas.storage import StorageOptions
+from schemas.engine.run import RunRecord, RunStatus, StepRecord, StepStatus
+from schemas.engine.storage import StorageOptions
 
 PIPELINE = """\
 name: cli_runs

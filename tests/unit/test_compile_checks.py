@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 from orchestrator import Component, Pipeline, register, validate
 from orchestrator.errors import ValidationFailed
 from schemas.base import Model
-from schemas.pipeline import StepSpec
+from schemas.engine.pipeline import StepSpec
 from tests.support.toy_components import SourceOutputs
 
 

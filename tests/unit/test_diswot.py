@@ -10,22 +10,18 @@ import torch
 import torch.nn.functional as F
 
 from components.models import build_model
-from components.search import (
+from components.search.correlation import correlation_report, rank_correlation, scatter_png
+from components.search.diswot import (
     DiswotScorer,
     Probe,
-    correlation_report,
-    diswot_score,
-    rank_correlation,
-    scatter_png,
-)
-from components.search.diswot import (
     classifier_gradient,
+    diswot_score,
     match_widths,
     relation_distance,
     relation_gram,
     semantic_distance,
 )
-from schemas.models import MLPSpec, MnistCNNSpec
+from schemas.kd.models import MLPSpec, MnistCNNSpec
 
 SHAPE = (1, 8, 8)
 K = 4

@@ -98,8 +98,8 @@ def test_a_changed_function_body_counts_and_names_its_file(package: Path) -> Non
 
 
 def test_kdorch_components_see_their_own_libraries_only() -> None:
-    distill = code_fingerprint("components.distill")
-    train = code_fingerprint("components.train")
+    distill = code_fingerprint("components.training.distill")
+    train = code_fingerprint("components.training.train")
     assert "components/losses/dkd.py" in distill and "components/training/loop.py" in distill
     assert "components/training/loop.py" in train
     assert not [f for f in train if f.startswith("components/losses/")]  # train: CE only
@@ -107,5 +107,5 @@ def test_kdorch_components_see_their_own_libraries_only() -> None:
 
 
 def test_package_versions() -> None:
-    assert set(packages_for("components.distill")) == {"torch", "ray"}
+    assert set(packages_for("components.training.distill")) == {"torch", "ray"}
     assert "kdorch" in packages_for("someone_elses.component")

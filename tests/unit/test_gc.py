@@ -13,7 +13,7 @@ from orchestrator.cli import main
 from orchestrator.errors import ConfigError, KdorchError
 from orchestrator.storage.gc import collect, plan_gc
 from orchestrator.storage.store import ArtifactStore
-from schemas.run import RunStatus
+from schemas.engine.run import RunStatus
 
 
 def pipeline(fail: bool) -> Pipeline:

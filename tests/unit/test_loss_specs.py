@@ -7,7 +7,7 @@ import typing
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.losses import DKDLoss, KDLoss, LossSpec, NDLoss, PLDLoss, TAIDLoss, TopKKLLoss
+from schemas.kd.losses import DKDLoss, KDLoss, LossSpec, NDLoss, PLDLoss, TAIDLoss, TopKKLLoss
 
 SPECS = TypeAdapter(list[LossSpec])
 

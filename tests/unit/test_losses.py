@@ -506,7 +506,7 @@ def test_meal_by_hand() -> None:
 def test_build_loss_sums_weighted_terms_and_logs_named_parts() -> None:
     from pydantic import TypeAdapter
 
-    from schemas.losses import LossSpec
+    from schemas.kd.losses import LossSpec
 
     specs = TypeAdapter(list[LossSpec]).validate_python(
         [

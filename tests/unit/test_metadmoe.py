@@ -9,19 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from components.metadmoe import (
-    Aggregator,
+from components.metadmoe.masking import expert_mask
+from components.metadmoe.meta import (
     adapt,
     adapted_copy,
-    aggregator_head,
-    expert_mask,
     feature_parameters,
     meta_step,
     predict,
     student_features,
 )
+from components.metadmoe.transformer import Aggregator, aggregator_head
 from components.models import KDModel, build_model
-from schemas.models import MLPSpec, MnistCNNSpec
+from schemas.kd.models import MLPSpec, MnistCNNSpec
 
 K = 3
 

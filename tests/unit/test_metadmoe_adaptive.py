@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from components.metadmoe import Aggregator
 from components.metadmoe.adaptive import AdaptiveMetaDMoE, predict_per_domain
 from components.metadmoe.data import domain_batches
+from components.metadmoe.transformer import Aggregator
 from components.models import build_model
-from schemas.models import MnistCNNSpec
+from schemas.kd.models import MnistCNNSpec
 
 SHAPE = (1, 12, 12)
 

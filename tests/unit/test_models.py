@@ -22,7 +22,7 @@ from components.models import (
     estimate_flops,
 )
 from orchestrator import ArtifactError
-from schemas.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
+from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
 
 K = 10
 SHAPES = [(1, 28, 28), (3, 32, 32), (64,)]

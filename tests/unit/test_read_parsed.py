@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.storage.store import ArtifactStore, CorruptArtifact, forget_verified
-from schemas.artifacts import JsonArtifact
+from schemas.engine.artifacts import JsonArtifact
 
 LARGE = 3 << 20  # above the size from which hashing runs beside the parser
 

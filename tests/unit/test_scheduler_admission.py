@@ -10,7 +10,7 @@ from orchestrator.compile.compiler import compile_pipeline
 from orchestrator.execution.backend import LocalBackend
 from orchestrator.execution.scheduler import Scheduler
 from orchestrator.storage.store import ArtifactStore
-from schemas.run import Event, EventKind
+from schemas.engine.run import Event, EventKind
 
 
 def fan_out() -> Pipeline:
@@ -69,7 +69,7 @@ def test_an_embedded_ray_admits_steps_by_cores_not_logical_cpus() -> None:
     import os
 
     from orchestrator.execution.ray_session import step_capacity
-    from schemas.pipeline import RaySettings
+    from schemas.engine.pipeline import RaySettings
 
     cores = float(os.cpu_count() or 1)
     resources = {"CPU": 2 * cores, "GPU": 0.0, "memory": 1e9}

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator import Pipeline, RunFailed, plan, run
 from orchestrator.storage.store import forget_verified
-from schemas.run import EventKind, RunStatus, StepStatus
+from schemas.engine.run import EventKind, RunStatus, StepStatus
 
 
 def pipeline(fail: bool = False, count: int = 3) -> Pipeline:

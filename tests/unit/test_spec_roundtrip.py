@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from orchestrator import Pipeline, dump_pipeline, load_pipeline, validate
 from orchestrator.errors import ConfigError
-from schemas.pipeline import PipelineSpec, StepSpec
+from schemas.engine.pipeline import PipelineSpec, StepSpec
 
 YAML = """\
 name: fanout
@@ -127,8 +127,9 @@ def test_yaml_off_means_cache_off(tmp_path: Path) -> None:
 
 def test_union_outputs_fit_union_inputs() -> None:
     from orchestrator.compile.typecheck import fits
-    from schemas.artifacts import ArtifactRef, Dataset, ModelCheckpoint
-    from schemas.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
+    from schemas.engine.artifacts import ArtifactRef
+    from schemas.kd.artifacts import Dataset, ModelCheckpoint
+    from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
 
     assert fits(ModelSpec, ModelSpec) and fits(ModelSpec, ModelSpec | None)
     assert fits(MLPSpec, ModelSpec) and not fits(ModelSpec, MLPSpec)

@@ -15,8 +15,8 @@ from orchestrator.storage.store import (
     forget_verified,
     safe_segment,
 )
-from schemas.artifacts import JsonArtifact
-from schemas.run import CommitRecord
+from schemas.engine.artifacts import JsonArtifact
+from schemas.engine.run import CommitRecord
 
 
 @pytest.fixture(autouse=True)

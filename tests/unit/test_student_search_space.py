@@ -13,16 +13,10 @@ import yaml
 from pydantic import ValidationError
 
 from components.models import build_model, count_parameters, estimate_flops
-from components.search import (
-    Candidate,
-    CandidateSpace,
-    DiswotScorer,
-    SearchSpaceError,
-    random_search,
-    regularized_evolution,
-    run_search,
-)
-from schemas.components.student_search import (
+from components.search.candidates import Candidate, CandidateSpace, SearchSpaceError
+from components.search.diswot import DiswotScorer
+from components.search.evolution import random_search, regularized_evolution, run_search
+from schemas.kd.components.student_search import (
     MLPKnobs,
     MnistCNNKnobs,
     ResNetKnobs,
@@ -30,7 +24,7 @@ from schemas.components.student_search import (
     SearchSpace,
     StudentSearchConfig,
 )
-from schemas.models import MnistCNNSpec
+from schemas.kd.models import MnistCNNSpec
 
 EXAMPLE = """
 space:

@@ -17,9 +17,9 @@ from components.training.objective import DistillObjective
 from components.tuning import plots
 from components.tuning.results import SweepFailed, collect, select_best, summary, table
 from components.tuning.sweep import SweepOutcome
-from schemas.components.distill import DistillConfig
-from schemas.components.tune import TuneConfig
-from schemas.losses import KDLoss
+from schemas.kd.components.distill import DistillConfig
+from schemas.kd.components.tune import TuneConfig
+from schemas.kd.losses import KDLoss
 
 # Two teachers, B = 2 rows, K = 3 classes.
 Z1 = np.array([[3.0, 1.0, -2.0], [-0.5, 2.0, 1.0]])

@@ -13,16 +13,16 @@ import pytest
 import yaml
 from pydantic import Field, ValidationError
 
-from components.tuning import space as ray_space
+from components.tuning import ray_config as ray_space
 from components.tuning.reproduce import set_assignments, set_lines, to_yaml, tune_step_prefix
 from orchestrator.compile.problems import problems_from_validation_error
 from orchestrator.frontend.overrides import apply_overrides, parse_assignment
 from orchestrator.frontend.yaml_source import load_yaml
 from schemas.base import Model
-from schemas.components.distill import DistillConfig
-from schemas.components.tune import Choice, Grid, LogUniform, RandInt, TuneConfig, Uniform
-from schemas.losses import DKDLoss, TAIDLoss
-from schemas.tune_paths import TunePathError, apply, format_path, get_value, parse_path
+from schemas.engine.paths import TunePathError, apply, format_path, get_value, parse_path
+from schemas.kd.components.distill import DistillConfig
+from schemas.kd.components.tune import Choice, Grid, LogUniform, RandInt, TuneConfig, Uniform
+from schemas.kd.losses import DKDLoss, TAIDLoss
 
 BASE: dict[str, Any] = {
     "student": {"arch": "mlp", "hidden": [32]},

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint
-from schemas.components.training import TrainingSettings
-from schemas.losses import KDLoss, LossSpec
-from schemas.models import ModelSpec, ModelSpecValue
+from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
+from schemas.kd.components.training import TrainingSettings
+from schemas.kd.losses import KDLoss, LossSpec
+from schemas.kd.models import ModelSpec, ModelSpecValue
 
 
 def _default_loss() -> LossSpec:

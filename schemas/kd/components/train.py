@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from schemas.artifacts import Dataset, ModelCheckpoint
-from schemas.components.training import TrainingSettings
-from schemas.models import ModelSpec
+from schemas.kd.artifacts import Dataset, ModelCheckpoint
+from schemas.kd.components.training import TrainingSettings
+from schemas.kd.models import ModelSpec
 
 
 class TrainConfig(TrainingSettings):

@@ -9,9 +9,9 @@ from pydantic import BaseModel
 
 from orchestrator import Component, StepContext
 from orchestrator.component import ConfigIssue
-from schemas.artifacts import Normalization
-from schemas.components.dataset import DatasetConfig, DatasetOutputs
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
+from schemas.kd.artifacts import Normalization
+from schemas.kd.components.dataset import DatasetConfig, DatasetOutputs
 
 if TYPE_CHECKING:
     from components.artifacts.datasets import SplitArrays

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from schemas.artifacts import Dataset, EvalReport, ModelCheckpoint
 from schemas.base import Model
+from schemas.kd.artifacts import Dataset, EvalReport, ModelCheckpoint
 
 
 class EvaluateConfig(Model):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import Component, StepContext
-from schemas.components.metadmoe import MetaDistillConfig, MetaDistillInputs, MetaDistillOutputs
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
+from schemas.kd.components.metadmoe import MetaDistillConfig, MetaDistillInputs, MetaDistillOutputs
 
 if TYPE_CHECKING:
     from components.metadmoe.data import ExpertRows
@@ -37,12 +37,13 @@ class MetaDistill(Component[MetaDistillConfig, MetaDistillInputs, MetaDistillOut
 
         import torch
 
-        from components.artifacts.adaptive import load_aggregator, save_adaptive
         from components.artifacts.checkpoints import load_model, save_model
-        from components.metadmoe import expert_mask, meta_step
+        from components.metadmoe.checkpoints import load_aggregator, save_adaptive
         from components.metadmoe.data import domain_batches, load_expert_rows
         from components.metadmoe.experts import usable_caches
-        from schemas.artifacts import Adaptation
+        from components.metadmoe.masking import expert_mask
+        from components.metadmoe.meta import meta_step
+        from schemas.kd.artifacts import Adaptation
 
         cfg, data = self.config, inputs.data
         torch.set_num_threads(max(1, int(ctx.resources.num_cpus or 1)))
@@ -173,8 +174,8 @@ class MetaDistill(Component[MetaDistillConfig, MetaDistillInputs, MetaDistillOut
         ``support_size`` rows, with its own expert hidden (it would not exist for a target)."""
         import torch
 
-        from components.metadmoe import expert_mask, feature_parameters, inner_step, predict
-        from components.metadmoe.meta import eval_mode
+        from components.metadmoe.masking import expert_mask
+        from components.metadmoe.meta import eval_mode, feature_parameters, inner_step, predict
 
         correct = plain = 0.0
         for domain in torch.unique(val.domain).tolist():

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from schemas.base import Model
-from schemas.storage import StorageOptions
+from schemas.engine.storage import StorageOptions
 
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_STEP_ID_LENGTH = 64

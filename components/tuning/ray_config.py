@@ -25,9 +25,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 
-from schemas.components.distill import DistillConfig
-from schemas.components.tune import Choice, Grid, LogUniform, RandInt, TuneConfig, Uniform
-from schemas.tune_paths import apply, get_value
+from schemas.engine.paths import apply, get_value
+from schemas.kd.components.distill import DistillConfig
+from schemas.kd.components.tune import Choice, Grid, LogUniform, RandInt, TuneConfig, Uniform
 
 TIME_ATTR = "training_iteration"
 """ASHA's clock: one ``tune.report`` per epoch makes it count epochs."""

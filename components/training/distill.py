@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from orchestrator import Component, StepContext
-from schemas.components.distill import DistillConfig, DistillInputs, DistillOutputs
-from schemas.models import ModelSpec
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
+from schemas.kd.components.distill import DistillConfig, DistillInputs, DistillOutputs
+from schemas.kd.models import ModelSpec
 
 
 class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
@@ -65,8 +65,8 @@ class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
         return self.config.student
 
     def run(self, inputs: DistillInputs, ctx: StepContext) -> DistillOutputs:
+        from components.training.common import export_model, fit_spec_to_dataset, trained_domains
         from components.training.distillation import distill_student
-        from components.training.steps import export_model, fit_spec_to_dataset, trained_domains
 
         cfg, data = self.config, inputs.data
         self.check_inputs(inputs)

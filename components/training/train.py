@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from orchestrator import Component, StepContext
-from schemas.components.train import TrainConfig, TrainInputs, TrainOutputs
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
+from schemas.kd.components.train import TrainConfig, TrainInputs, TrainOutputs
 
 
 class TrainComponent(Component[TrainConfig, TrainInputs, TrainOutputs]):
@@ -40,9 +40,9 @@ class TrainComponent(Component[TrainConfig, TrainInputs, TrainOutputs]):
         return config.scaling.max_failures if config.runs_in_process() else 0
 
     def run(self, inputs: TrainInputs, ctx: StepContext) -> TrainOutputs:
+        from components.training.common import export_model, fit_spec_to_dataset, trained_domains
         from components.training.data import prepare_data
         from components.training.loop import LoopSpec
-        from components.training.steps import export_model, fit_spec_to_dataset, trained_domains
         from components.training.supervised import SupervisedObjective
         from components.training.trainer import fit, steps_per_epoch
 

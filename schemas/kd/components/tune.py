@@ -14,14 +14,14 @@ In YAML::
 Every path is checked against ``distill`` when the config is validated (so `kdorch validate`
 reports it), by applying the ends of each range, one fractional value inside it (so an integer
 field searched with ``uniform`` is caught: use ``randint``) and every listed value to the base
-config with `schemas.tune_paths.apply`, which validates the result. Each path is checked on
+config with `schemas.engine.paths.apply`, which validates the result. Each path is checked on
 its own; a combination of values that only fails together (``t_start > t_end``) fails that
 trial, with the path named, when the trial builds its config.
 
 Write small floats as ``1.0e-4``: YAML (PyYAML) reads ``1e-4`` as a string. Ranges coerce it
 anyway, and choice/grid values are typed through their field when the Ray space is built, but
 the dot keeps the file honest. Ray Tune objects are built from
-this config only in `components.tuning.space`; nothing here imports Ray.
+this config only in `components.tuning.ray_config`; nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from schemas.artifacts import ArtifactRef, Dataset, LogitShards, ModelCheckpoint
 from schemas.base import Model
-from schemas.components.distill import DistillConfig
-from schemas.tune_paths import TunePathError, apply, check_path
+from schemas.engine.artifacts import ArtifactRef
+from schemas.engine.paths import TunePathError, apply, check_path
+from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
+from schemas.kd.components.distill import DistillConfig
 
 FIXED_FOR_SWEEP = ("scaling",)
 """Top-level distill fields a space may not search: they size every trial's resources."""
@@ -435,7 +436,7 @@ class TuneResults(ArtifactRef):
     plots named in ``plots`` (``curves.png``: learning curves, stopped trials marked;
     ``heatmap.png``: the metric over alpha x temperature, when both are searched).
 
-    Defined here rather than in `schemas.artifacts` because only `tune` writes it: every other
+    Defined here rather than in `schemas.kd.artifacts` because only `tune` writes it: every other
     component's code fingerprint (and so its cached results) stays as it is.
     """
 

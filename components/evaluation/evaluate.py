@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from orchestrator import Component, StepContext
-from schemas.artifacts import AdaptiveModelCheckpoint, EvalReport
-from schemas.components.evaluate import EvaluateConfig, EvaluateInputs, EvaluateOutputs
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
+from schemas.kd.artifacts import AdaptiveModelCheckpoint, EvalReport
+from schemas.kd.components.evaluate import EvaluateConfig, EvaluateInputs, EvaluateOutputs
 
 
 class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutputs]):
@@ -172,8 +172,8 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
     ) -> tuple[Any, np.ndarray, dict[str, list[int]]]:
         """An adaptive model's logits: each domain adapts on its own first rows (unlabeled),
         then is predicted with those weights (the `AdaptiveModelCheckpoint` contract)."""
-        from components.artifacts.adaptive import load_adaptive
         from components.metadmoe.adaptive import predict_per_domain
+        from components.metadmoe.checkpoints import load_adaptive
 
         model = load_adaptive(ctx.store, checkpoint)
         logits, adapted_on = predict_per_domain(

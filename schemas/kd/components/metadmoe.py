@@ -12,14 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from schemas.artifacts import (
+from schemas.base import Model
+from schemas.kd.artifacts import (
     AdaptiveModelCheckpoint,
     AggregatorCheckpoint,
     Dataset,
     LogitShards,
     ModelCheckpoint,
 )
-from schemas.base import Model
 
 _EXCLUDE = (
     "Domains left out: the held-out target domain(s) of a leave-one-domain-out experiment; "

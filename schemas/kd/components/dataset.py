@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from schemas.artifacts import Dataset
 from schemas.base import Model
-from schemas.storage import StorageOptions
+from schemas.engine.storage import StorageOptions
+from schemas.kd.artifacts import Dataset
 
 SPLIT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 

@@ -14,10 +14,10 @@ import torch
 
 from components.artifacts.checkpoints import load_model, save_model
 from components.metadmoe.adaptive import AdaptiveMetaDMoE
-from components.metadmoe.aggregator import Aggregator
+from components.metadmoe.transformer import Aggregator
 from components.models import KDModel
 from orchestrator import ArtifactStore, StepContext
-from schemas.artifacts import (
+from schemas.kd.artifacts import (
     Adaptation,
     AdaptiveModelCheckpoint,
     AggregatorCheckpoint,

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from orchestrator import StepContext
-from schemas.artifacts import Dataset, ModelCheckpoint
-from schemas.models import ModelSpec
+from schemas.kd.artifacts import Dataset, ModelCheckpoint
+from schemas.kd.models import ModelSpec
 
 
 def fit_spec_to_dataset(spec: ModelSpec, dataset: Dataset) -> ModelSpec:

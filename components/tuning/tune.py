@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from orchestrator import Component, StepContext
-from schemas.components.distill import DistillInputs
-from schemas.components.tune import TuneConfig, TuneInputs, TuneOutputs, TuneResults
-from schemas.pipeline import Resources
+from schemas.engine.pipeline import Resources
+from schemas.kd.components.distill import DistillInputs
+from schemas.kd.components.tune import TuneConfig, TuneInputs, TuneOutputs, TuneResults
 
 
 class Tune(Component[TuneConfig, TuneInputs, TuneOutputs]):
@@ -46,12 +46,12 @@ class Tune(Component[TuneConfig, TuneInputs, TuneOutputs]):
         import ray
 
         from components.artifacts.datasets import parquet_bytes
+        from components.training.common import export_model, fit_spec_to_dataset
         from components.training.data import prepare_data
-        from components.training.steps import export_model, fit_spec_to_dataset
         from components.tuning import plots
+        from components.tuning.ray_config import trial_config
         from components.tuning.reproduce import set_lines, tune_step_prefix
         from components.tuning.results import best_weights, collect, select_best, summary, table
-        from components.tuning.space import trial_config
         from components.tuning.sweep import run_sweep
         from components.tuning.trial import TrialBrief, check_trial, student_of, trainable
 

@@ -6,13 +6,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import Component, StepContext
-from schemas.artifacts import Dataset, LogitShards
-from schemas.components.teacher_inference import (
+from schemas.engine.pipeline import Resources
+from schemas.kd.artifacts import Dataset, LogitShards
+from schemas.kd.components.teacher_inference import (
     TeacherInferenceConfig,
     TeacherInferenceInputs,
     TeacherInferenceOutputs,
 )
-from schemas.pipeline import Resources
 
 if TYPE_CHECKING:
     from components.artifacts.logits import ShardWriter

@@ -1,8 +1,8 @@
 """Candidates of a search space: enumerate, sample, mutate; sizes measured on the zoo, capped.
 
-A `CandidateSpace` binds a `schemas.components.student_search.SearchSpace` to a dataset's
+A `CandidateSpace` binds a `schemas.kd.components.student_search.SearchSpace` to a dataset's
 input shape and class count. Every `Candidate` it returns carries a complete, valid
-`schemas.models` spec (``build_model(candidate.spec)`` takes it as is), its parameter count and
+`schemas.kd.models` spec (``build_model(candidate.spec)`` takes it as is), its parameter count and
 MACs as the zoo measures them (`count_parameters`, `estimate_flops` on the built model, cached
 per candidate), and respects both caps: nothing over a cap ever leaves this module.
 
@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from components.models import build_model, count_parameters, estimate_flops
-from schemas.components.student_search import SearchSpace
-from schemas.models import AnyModelSpec, ModelSpec
+from schemas.kd.components.student_search import SearchSpace
+from schemas.kd.models import AnyModelSpec, ModelSpec
 
 _SPEC: TypeAdapter[Any] = TypeAdapter(ModelSpec)
 _SAMPLE_TRIES = 64

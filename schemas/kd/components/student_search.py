@@ -1,7 +1,7 @@
 """Config of the DisWOT student search: a search space over the zoo's knobs, caps, settings.
 
 A search space lists, per architecture, the values each knob may take; a candidate is one value
-per knob of one architecture, and becomes a `schemas.models` spec (`to_spec_fields`)::
+per knob of one architecture, and becomes a `schemas.kd.models` spec (`to_spec_fields`)::
 
     space:
       mlp: {hidden_width: [32, 64, 128, 256], depth: [1, 2, 3]}
@@ -33,11 +33,17 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint, SearchRanking, SearchValidation
 from schemas.base import Model
-from schemas.components.training import OptimizerConfig
-from schemas.losses import KDLoss, LossSpec
-from schemas.models import MLPSpec, MnistCNNSpec, ModelSpecValue, ResNetSpec, image_shape
+from schemas.kd.artifacts import (
+    Dataset,
+    LogitShards,
+    ModelCheckpoint,
+    SearchRanking,
+    SearchValidation,
+)
+from schemas.kd.components.training import OptimizerConfig
+from schemas.kd.losses import KDLoss, LossSpec
+from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpecValue, ResNetSpec, image_shape
 
 Cost = tuple[int, int]
 """(parameters, multiply-accumulates for one input row)."""
@@ -99,7 +105,7 @@ class _Knobs(Model):
         return {k: v[0] for k, v in self.values().items()}
 
     def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
-        """The `schemas.models` spec fields (without num_classes/input_shape) of a choice."""
+        """The `schemas.kd.models` spec fields (without num_classes/input_shape) of a choice."""
         raise NotImplementedError
 
     def cost(

@@ -8,19 +8,20 @@ import time
 from typing import TYPE_CHECKING
 
 from orchestrator import Component, StepContext
-from schemas.artifacts import SearchRanking, SearchValidation
-from schemas.components.student_search import (
+from schemas.engine.pipeline import Resources
+from schemas.kd.artifacts import SearchRanking, SearchValidation
+from schemas.kd.components.student_search import (
     StudentSearchConfig,
     StudentSearchInputs,
     StudentSearchOutputs,
 )
-from schemas.models import ModelSpecValue
-from schemas.pipeline import Resources
+from schemas.kd.models import ModelSpecValue
 
 if TYPE_CHECKING:
     from components.models import KDModel
-    from components.search import DiswotScorer, SearchResult
-    from schemas.models import AnyModelSpec
+    from components.search.diswot import DiswotScorer
+    from components.search.evolution import SearchResult
+    from schemas.kd.models import AnyModelSpec
 
 
 class StudentSearch(Component[StudentSearchConfig, StudentSearchInputs, StudentSearchOutputs]):
@@ -48,7 +49,8 @@ class StudentSearch(Component[StudentSearchConfig, StudentSearchInputs, StudentS
         return {"CPU": config.parallel.cpus_per_task}
 
     def run(self, inputs: StudentSearchInputs, ctx: StepContext) -> StudentSearchOutputs:
-        from components.search import CandidateSpace, run_search
+        from components.search.candidates import CandidateSpace
+        from components.search.evolution import run_search
         from components.search.parallel import ParallelScorer
         from components.search.ranking import largest_candidate, random_candidate
 
@@ -117,8 +119,7 @@ class StudentSearch(Component[StudentSearchConfig, StudentSearchInputs, StudentS
         import torch
 
         from components.artifacts.datasets import read_split
-        from components.search import DiswotScorer
-        from components.search.diswot import derive_seed
+        from components.search.diswot import DiswotScorer, derive_seed
 
         cfg, data, checkpoint = self.config, inputs.data, inputs.teacher
         teacher_spec = checkpoint.model

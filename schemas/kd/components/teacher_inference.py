@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.artifacts import Dataset, LogitShards, ModelCheckpoint
 from schemas.base import Model
+from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
 
 
 class TeacherInferenceConfig(Model):
