@@ -12,7 +12,7 @@ times each:
   ``orchestrator.run`` (compile, cache look-ups, the Ray task, commit, record);
 - plain: the same training in this process with plain PyTorch — raw pyarrow reads of the same
   split and the same cached logits, joined by ``row_id``; the same network
-  (`components.models.build_model`) and loss (`components.losses.kd.HintonKD`); Adam + the same
+  (`components.models.zoo.build_model`) and loss (`components.losses.kd.HintonKD`); Adam + the same
   cosine schedule; the validation split evaluated after every epoch as the step does; the
   weights saved at the end. It mirrors kdorch's batch order (rows in ``row_id`` order, one
   seeded permutation per epoch: `components.training.batches`) and kdorch's one torch thread,
@@ -138,7 +138,7 @@ def plain_distill(store: str, record: Any, epochs: int, out: Path, seed: int = 0
 
     from components.losses import KDBatch
     from components.losses.kd import HintonKD
-    from components.models import build_model
+    from components.models.zoo import build_model
 
     torch.set_num_threads(1)  # as the step: one CPU, one thread
     dataset = record.step("data").outputs["dataset"]
@@ -200,7 +200,7 @@ def plain_teacher_inference(
     import torch
 
     from components.artifacts.logits import SHARD_OPTIONS
-    from components.models import build_model
+    from components.models.zoo import build_model
 
     torch.set_num_threads(1)  # as the step: one actor, one CPU
     model = build_model(teacher["model"])

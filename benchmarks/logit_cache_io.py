@@ -233,7 +233,7 @@ def loss_errors(teacher_epochs: int) -> tuple[list[tuple[Any, ...]], str]:
     from components.losses import KDBatch
     from components.losses.kd import HintonKD
     from components.losses.topk import RULES, TopKKD
-    from components.models import build_model
+    from components.models.zoo import build_model
 
     raw = load_mnist5k()
     parts = stratified_split(raw.y, {"train": 0.6, "rest": 0.4}, 0)

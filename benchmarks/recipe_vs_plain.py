@@ -101,7 +101,7 @@ def plain_train(
     import torch
 
     from components.losses import KDBatch
-    from components.models import build_model
+    from components.models.zoo import build_model
 
     x, y = data["train"]
     xv, yv = data[cfg.eval_split]

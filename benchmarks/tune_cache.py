@@ -97,7 +97,8 @@ def per_batch_costs() -> tuple[float, float, float]:
     measured in this process on one thread."""
     import torch
 
-    from components.models import build_model, estimate_flops
+    from components.models.profile import estimate_flops
+    from components.models.zoo import build_model
     from schemas.kd.models import MLPSpec, MnistCNNSpec
 
     torch.set_num_threads(1)

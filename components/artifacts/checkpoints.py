@@ -11,7 +11,9 @@ from typing import Any
 
 import torch
 
-from components.models import KDModel, count_parameters, decode_checkpoint, encode_checkpoint
+from components.models.checkpoint import decode_checkpoint, encode_checkpoint
+from components.models.profile import count_parameters
+from components.models.zoo import KDModel
 from orchestrator import ArtifactStore, StepContext
 from schemas.kd.artifacts import ModelCheckpoint
 

@@ -52,7 +52,7 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
         from components.evaluation import metrics as m
         from components.evaluation import plots
         from components.evaluation.report import markdown
-        from components.models import count_parameters, estimate_flops
+        from components.models.profile import count_parameters, estimate_flops
 
         cfg, data = self.config, inputs.data
         labels = self.labels(inputs)

@@ -17,7 +17,7 @@ from torch import nn
 
 from components.metadmoe.meta import FastWeights, adapt, predict
 from components.metadmoe.transformer import Aggregator
-from components.models import KDModel
+from components.models.zoo import KDModel
 
 
 class AdaptiveMetaDMoE:

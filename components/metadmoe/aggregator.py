@@ -30,7 +30,7 @@ class AggregatorComponent(Component[AggregatorConfig, AggregatorInputs, Aggregat
         from components.metadmoe.data import load_expert_rows
         from components.metadmoe.experts import usable_caches
         from components.metadmoe.transformer import Aggregator, aggregator_head
-        from components.models import build_model
+        from components.models.zoo import build_model
 
         cfg, data = self.config, inputs.data
         torch.set_num_threads(max(1, int(ctx.resources.num_cpus or 1)))

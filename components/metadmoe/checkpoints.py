@@ -15,7 +15,7 @@ import torch
 from components.artifacts.checkpoints import load_model, save_model
 from components.metadmoe.adaptive import AdaptiveMetaDMoE
 from components.metadmoe.transformer import Aggregator
-from components.models import KDModel
+from components.models.zoo import KDModel
 from orchestrator import ArtifactStore, StepContext
 from schemas.kd.artifacts import (
     Adaptation,

@@ -1,28 +1,11 @@
 """The model zoo (a library, not a step): MLP, DomainBed MNIST CNN, CIFAR ResNets.
 
-Build from a spec (`schemas.kd.models`), run through the `KDModel` interface (logits, penultimate
-features, last feature map, named intermediates), encode and decode as checkpoint files (the
-store I/O is `components.artifacts.checkpoints`), and measure size and cost.
+- `zoo`: build a network from a spec (`schemas.kd.models`) and run it through the `KDModel`
+  interface (logits, penultimate features, last feature map, named intermediates).
+- `profile`: measure a built model's size and cost; DisWOT's initialisation.
+- `checkpoint`: encode and decode checkpoint files (the store I/O is
+  `components.artifacts.checkpoints`).
+
+Nothing is re-exported here: a torch-free module of this package can be imported without
+importing torch.
 """
-
-from components.models.checkpoint import (
-    CheckpointError,
-    CheckpointNotFoundError,
-    decode_checkpoint,
-    encode_checkpoint,
-)
-from components.models.profile import count_parameters, diswot_init_, estimate_flops
-from components.models.zoo import KDModel, ModelOutput, build_model
-
-__all__ = [
-    "CheckpointError",
-    "CheckpointNotFoundError",
-    "KDModel",
-    "ModelOutput",
-    "build_model",
-    "count_parameters",
-    "decode_checkpoint",
-    "diswot_init_",
-    "encode_checkpoint",
-    "estimate_flops",
-]

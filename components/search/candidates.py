@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from components.models import build_model, count_parameters, estimate_flops
+from components.models.profile import count_parameters, estimate_flops
+from components.models.zoo import build_model
 from schemas.kd.components.student_search import SearchSpace
 from schemas.kd.models import AnyModelSpec, ModelSpec
 

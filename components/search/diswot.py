@@ -66,7 +66,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models import KDModel, build_model, diswot_init_
+from components.models.profile import diswot_init_
+from components.models.zoo import KDModel, build_model
 from schemas.kd.models import AnyModelSpec
 
 InitScheme = Literal["default", "gaussian"]

@@ -18,7 +18,7 @@ from schemas.kd.components.student_search import (
 from schemas.kd.models import ModelSpecValue
 
 if TYPE_CHECKING:
-    from components.models import KDModel
+    from components.models.zoo import KDModel
     from components.search.diswot import DiswotScorer
     from components.search.evolution import SearchResult
     from schemas.kd.models import AnyModelSpec

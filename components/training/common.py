@@ -55,7 +55,7 @@ def export_model(
     downstream cache valid. Timings remain in the step's `history` output and the run record.
     """
     from components.artifacts.checkpoints import save_model
-    from components.models import build_model
+    from components.models.zoo import build_model
 
     model = build_model(spec)
     model.load_state_dict(state)

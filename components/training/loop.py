@@ -171,7 +171,7 @@ def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) 
     """Train as the module docstring says. ``*_data``: held columns (dict of tensors, this
     worker's rows) or a Ray Data dataset/shard."""
     from components.artifacts.checkpoints import load_model
-    from components.models import build_model
+    from components.models.zoo import build_model
 
     cfg = spec.training
     rank, world, device = session.rank, session.world, session.device

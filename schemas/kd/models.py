@@ -1,6 +1,6 @@
 """Model specs: typed descriptions of the zoo's architectures, rebuildable from JSON alone.
 
-A spec is a value: ``components.models.build_model(spec)`` turns it into a network, and a
+A spec is a value: ``components.models.zoo.build_model(spec)`` turns it into a network, and a
 checkpoint stores it as ``model.json`` next to the weights. ``num_classes`` and ``input_shape``
 are usually left out in YAML; the training components fill them from the dataset (with
 ``spec.model_copy(update=...)``, which does not validate; ``build_model`` validates again).

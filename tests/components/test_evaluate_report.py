@@ -14,7 +14,7 @@ from components.artifacts.checkpoints import save_model
 from components.artifacts.datasets import read_split
 from components.data.bundled import feature_columns, write_table
 from components.evaluation.evaluate import EvaluateComponent
-from components.models import build_model
+from components.models.zoo import build_model
 from orchestrator import Pipeline, run
 from orchestrator.execution.context import StepContext
 from orchestrator.storage.store import ArtifactStore

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from components.models import build_model
+from components.models.zoo import build_model
 from components.search.correlation import correlation_report, rank_correlation, scatter_png
 from components.search.diswot import (
     DiswotScorer,

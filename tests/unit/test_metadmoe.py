@@ -19,7 +19,7 @@ from components.metadmoe.meta import (
     student_features,
 )
 from components.metadmoe.transformer import Aggregator, aggregator_head
-from components.models import KDModel, build_model
+from components.models.zoo import KDModel, build_model
 from schemas.kd.models import MLPSpec, MnistCNNSpec
 
 K = 3

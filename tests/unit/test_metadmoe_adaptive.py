@@ -8,7 +8,7 @@ import torch
 from components.metadmoe.adaptive import AdaptiveMetaDMoE, predict_per_domain
 from components.metadmoe.data import domain_batches
 from components.metadmoe.transformer import Aggregator
-from components.models import build_model
+from components.models.zoo import build_model
 from schemas.kd.models import MnistCNNSpec
 
 SHAPE = (1, 12, 12)

@@ -10,17 +10,14 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from components.models import (
+from components.models.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
-    KDModel,
-    build_model,
-    count_parameters,
     decode_checkpoint,
-    diswot_init_,
     encode_checkpoint,
-    estimate_flops,
 )
+from components.models.profile import count_parameters, diswot_init_, estimate_flops
+from components.models.zoo import KDModel, build_model
 from orchestrator import ArtifactError
 from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
 

@@ -12,7 +12,8 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from components.models import build_model, count_parameters, estimate_flops
+from components.models.profile import count_parameters, estimate_flops
+from components.models.zoo import build_model
 from components.search.candidates import Candidate, CandidateSpace, SearchSpaceError
 from components.search.diswot import DiswotScorer
 from components.search.evolution import random_search, regularized_evolution, run_search
