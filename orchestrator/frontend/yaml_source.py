@@ -2,8 +2,9 @@
 
 `yaml.safe_load` alone forgets positions and silently keeps the last of two duplicate keys.
 We compose the node tree with the safe loader instead, reject duplicate keys, and keep a map
-from each value's path (("steps", 1, "config", "epochs")) to its line and column, so any later
-error, from Pydantic or from graph validation, can point at the offending line.
+from each value's path (("steps", 1, "config", "epochs")) to its line and column (a
+`orchestrator.compile.source_map.SourceMap`), so any later error, from Pydantic or from graph
+validation, can point at the offending line.
 
 Bad input never escapes as a Python traceback: bytes that are not UTF-8, characters YAML does not
 allow, and input that is well-formed but too costly to expand (`yaml_limits`) all become located
