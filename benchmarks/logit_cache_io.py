@@ -148,7 +148,7 @@ def timed(action: Any) -> float:
 def io_benchmark(root: Path, rows: int, repeats: int) -> list[dict[str, Any]]:
     from components.artifacts.logits import read_teacher_table
     from orchestrator import ArtifactStore
-    from orchestrator.storage.store import forget_verified
+    from orchestrator.storage.verified import forget_verified
 
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((rows, CLASSES), dtype=np.float32) * 3.0

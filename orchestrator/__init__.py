@@ -6,6 +6,7 @@ Public API::
 """
 
 from orchestrator.api import load, plan, run, validate
+from orchestrator.builder import OutputRef, Pipeline, StepHandle
 from orchestrator.component import Component, ConfigIssue, NoInputs
 from orchestrator.errors import (
     ArtifactError,
@@ -18,7 +19,6 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.execution.context import StepContext
-from orchestrator.frontend.builder import OutputRef, Pipeline, StepHandle
 from orchestrator.frontend.loader import dump_pipeline, load_pipeline
 from orchestrator.registry import register
 from orchestrator.storage.store import ArtifactStore

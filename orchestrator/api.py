@@ -13,12 +13,14 @@ from orchestrator.compile.graph import Graph
 from orchestrator.compile.problems import make_locator
 from orchestrator.errors import RunFailed, StorageError, ValidationFailed
 from orchestrator.execution.decide import Decision
+from orchestrator.execution.metrics import StepMetrics
 from orchestrator.execution.ray_session import embedded_capacity, ray_session, target_address
 from orchestrator.execution.scheduler import Listener, Scheduler
 from orchestrator.execution.scheduler import plan as plan_graph
 from orchestrator.frontend.loader import LoadedPipeline, load_pipeline, with_overrides
+from orchestrator.storage.files import resolve_storage
 from orchestrator.storage.options import merge_options
-from orchestrator.storage.store import ArtifactStore, resolve_storage
+from orchestrator.storage.store import ArtifactStore
 from schemas.engine.pipeline import PipelineSpec
 from schemas.engine.run import RunRecord, RunStatus
 from schemas.engine.storage import StorageOptions
@@ -142,7 +144,6 @@ def run(
     on_session: Any = None,
     raise_on_failure: bool = False,
     storage_options: StorageOptions | None = None,
-    progress: bool = False,
     run_id: str | None = None,
 ) -> RunRecord:
     """Validate and run a pipeline; returns its `RunRecord` (see `RunFailed` for failures).
@@ -151,31 +152,14 @@ def run(
     step is cached, no Ray is started either: the run only records the cache hits.
     ``on_session`` is called with the `RaySession` once Ray is up (the CLI prints the dashboard).
     ``storage_options`` override the file's ``storage_options`` one by one (``--storage-option``).
-    ``progress`` prints a line per step event to stderr, as `kdorch run` does.
+    ``listeners`` observe the run's events as they happen: `kdorch run` prints them with
+    `orchestrator.cli.progress.ConsoleReporter`, which a script may attach too. The steps'
+    Prometheus metrics (`StepMetrics`) are always attached.
     """
-    if progress:
-        from orchestrator.cli.progress import ConsoleReporter
-
-        reporter = ConsoleReporter()
-        try:
-            return run(
-                source,
-                storage=storage,
-                address=address,
-                overrides=overrides,
-                profile=profile,
-                executor=executor,
-                listeners=[*listeners, reporter],
-                on_session=on_session,
-                raise_on_failure=raise_on_failure,
-                storage_options=storage_options,
-                run_id=run_id,
-            )
-        finally:
-            reporter.close()
     loaded = load(source, overrides, profile)
     graph = _compile(loaded, None)
     store = open_store(loaded.spec, storage, options=storage_options)
+    listeners = [*listeners, StepMetrics(graph)]
     if executor == "ray" and all(d.action == "cached" for d in plan_graph(graph, store)):
         executor = "local"  # nothing will run: skip the cluster's start-up and shutdown
     if executor == "local":

@@ -35,8 +35,9 @@ from orchestrator.errors import (
     ValidationFailed,
 )
 from orchestrator.frontend.overrides import SET_EXAMPLE
+from orchestrator.storage.files import resolve_storage
 from orchestrator.storage.options import parse_storage_options
-from orchestrator.storage.store import ArtifactStore, resolve_storage
+from orchestrator.storage.store import ArtifactStore
 
 
 class _WholeSummaryGroup(TyperGroup):

@@ -38,10 +38,10 @@ from orchestrator.compile.refs import (
     placeholders,
     substitute,
 )
+from orchestrator.compile.source_map import SourceMap
 from orchestrator.compile.typecheck import fits, list_item_type, type_name
 from orchestrator.component import Component
 from orchestrator.errors import Problem, ValidationFailed, did_you_mean
-from orchestrator.frontend.yaml_source import SourceMap
 from schemas.engine.pipeline import PipelineSpec, Resources, StepSpec
 
 

@@ -8,8 +8,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.compile.source_map import PathKey, SourceMap
 from orchestrator.errors import Location, Problem, did_you_mean
-from orchestrator.frontend.yaml_source import PathKey, SourceMap
 
 Locator = Callable[..., Location]  # (path, at_key=False) -> Location
 

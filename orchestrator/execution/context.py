@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from orchestrator.storage.store import ArtifactStore
@@ -39,7 +36,6 @@ class StepContext:
         self.attempt = attempt
         self.resources = resources
         self.progress = progress
-        self._scratch: Path | None = None
 
     def output_path(self, port: str) -> str:
         """A fresh store folder for output ``port`` of this attempt (relative to the root)."""
@@ -59,20 +55,9 @@ class StepContext:
         finds what an earlier attempt left there (training checkpoints to resume from)."""
         return f"{self.store.resume_dir(self.key)}/{name}"
 
-    def scratch_dir(self) -> Path:
-        """A private local temp folder, removed when the step ends."""
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix=f"kdorch-{self.key[:8]}-"))
-        return self._scratch
-
     def log(self, message: str, *args: Any) -> None:
         """A progress line: in the step's log, and live on the console running the pipeline."""
         text = message % args if args else message
         log.info("[%s] %s", self.step_id, text)
         if self.progress is not None:
             self.progress(self.step_id, text)
-
-    def cleanup(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None

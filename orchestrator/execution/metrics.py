@@ -1,14 +1,14 @@
 """kdorch's own metrics in Ray's metrics pipeline (the dashboard's Metrics view, Prometheus).
 
-Recorded with `ray.util.metrics` where the work happens — the scheduler (driver) for steps,
-training and inference inside their step's task — and exported by every node's metrics agent
-with Ray's ``ray_`` prefix:
+Recorded with `ray.util.metrics` where the work happens — on the driver for steps, by
+`StepMetrics`, a listener of the scheduler's events that `api.run` attaches (the scheduler itself
+knows nothing of metrics); training and inference inside their step's task — and exported by
+every node's metrics agent with Ray's ``ray_`` prefix:
 
 - ``ray_kdorch_steps_total{pipeline, component, status}`` (counter: ran, cached, failed, skipped)
 - ``ray_kdorch_step_seconds{pipeline, component}`` (histogram of a step's own time)
 - ``ray_kdorch_training_epoch{step}`` and ``ray_kdorch_training_samples_per_second{step}``
 - ``ray_kdorch_inference_rows_per_second{step}`` (teacher inference)
-- ``ray_kdorch_tune_trials{step, state}`` (trials by state in a sweep)
 
 Without Ray in the process (the local executor, unit tests) every call does nothing.
 """
@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from schemas.engine.run import Event, EventKind
+
+if TYPE_CHECKING:
+    from orchestrator.compile.graph import Graph
 
 _BOUNDARIES = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
 
@@ -55,25 +60,39 @@ def _record(kind: str, name: str, description: str, value: float, **tags: str) -
         return
 
 
-def step_finished(pipeline: str, component: str, status: str, seconds: float | None) -> None:
-    _record(
-        "counter",
-        "kdorch_steps_total",
-        "Steps by final status",
-        1.0,
-        pipeline=pipeline,
-        component=component,
-        status=status,
-    )
-    if seconds is not None and status == "ran":
+class StepMetrics:
+    """A scheduler listener: counts each step by its final status and times the steps that ran.
+
+    Observe-only, as every listener: it reads the events and changes nothing of the run.
+    """
+
+    _STATUS = {
+        EventKind.finished: "ran",
+        EventKind.cache_hit: "cached",
+        EventKind.failed: "failed",
+        EventKind.skipped: "skipped",
+    }
+
+    def __init__(self, graph: Graph):
+        self.pipeline = graph.spec.name
+        self.components = {nid: node.component.key for nid, node in graph.nodes.items()}
+
+    def __call__(self, event: Event) -> None:
+        status = self._STATUS.get(event.kind)
+        if status is None or event.step_id is None:
+            return
+        tags = {"pipeline": self.pipeline, "component": self.components[event.step_id]}
         _record(
-            "histogram",
-            "kdorch_step_seconds",
-            "A step's own time, seconds",
-            seconds,
-            pipeline=pipeline,
-            component=component,
+            "counter", "kdorch_steps_total", "Steps by final status", 1.0, status=status, **tags
         )
+        if event.seconds is not None and status == "ran":
+            _record(
+                "histogram",
+                "kdorch_step_seconds",
+                "A step's own time, seconds",
+                event.seconds,
+                **tags,
+            )
 
 
 def training_epoch(step: str, epoch: int, samples_per_second: float) -> None:
@@ -95,7 +114,3 @@ def inference_rows(step: str, rows_per_second: float) -> None:
         rows_per_second,
         step=step,
     )
-
-
-def tune_trials(step: str, state: str, count: int) -> None:
-    _record("gauge", "kdorch_tune_trials", "Trials by state", float(count), step=step, state=state)

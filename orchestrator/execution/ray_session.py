@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.execution.ray_connect import claim_sigterm, sigterm_interrupts, wait_for_gcs
 from orchestrator.execution.ray_output import ray_logging_level, routine_raylet_messages_dropped
@@ -165,16 +166,17 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
     target = target_address(settings, address)
     quiet = not settings.log_to_driver  # Ray's own lines only with --verbose (ray_output.py)
     taken = None
+    # What ray.init is given alike, whether it joins a cluster or starts one:
+    common: dict[str, Any] = {
+        "namespace": settings.namespace,
+        "runtime_env": runtime_env,
+        "log_to_driver": settings.log_to_driver,
+        "logging_level": ray_logging_level(quiet),
+    }
     with sigterm_interrupts(), routine_raylet_messages_dropped(quiet):
         if target:
             wait_for_gcs(target, settings.connect_timeout_s)
-            context = ray.init(
-                address=target,
-                namespace=settings.namespace,
-                runtime_env=runtime_env,
-                log_to_driver=settings.log_to_driver,
-                logging_level=ray_logging_level(quiet),
-            )
+            context = ray.init(address=target, **common)
             embedded = False
         else:
             # A local cluster for one run (its processes inherit these):
@@ -191,10 +193,7 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
                 include_dashboard=settings.dashboard,
                 dashboard_host=DASHBOARD_HOST,
                 dashboard_port=port,
-                namespace=settings.namespace,
-                runtime_env=runtime_env,
-                log_to_driver=settings.log_to_driver,
-                logging_level=ray_logging_level(quiet),
+                **common,
             )
             embedded = True
         claim_sigterm()  # ray.init installed its own handler (sys.exit, no run record)

@@ -28,11 +28,11 @@ from pydantic import BaseModel
 from orchestrator.compile.compiler import resource_request
 from orchestrator.compile.graph import Graph, Node
 from orchestrator.errors import ComponentError
-from orchestrator.execution import metrics
 from orchestrator.execution.backend import Backend, Outcome
 from orchestrator.execution.decide import Decision, Fingerprints, decide, resolve_inputs
 from orchestrator.execution.step_runner import StepTask
-from orchestrator.storage.store import ArtifactStore, CorruptArtifact
+from orchestrator.storage.store import ArtifactStore
+from orchestrator.storage.verified import CorruptArtifact
 from schemas.engine.run import (
     ErrorInfo,
     Event,
@@ -215,7 +215,6 @@ class Scheduler:
                 outputs=decision.outputs.model_dump(mode="json"),
             )
             self.emit(EventKind.cache_hit, node.id, key=decision.key, message=decision.reason)
-            metrics.step_finished(self.graph.spec.name, node.component.key, "cached", None)
             return None
         self.update(node.id, key=decision.key, reason=decision.reason)
         return StepTask(
@@ -268,7 +267,6 @@ class Scheduler:
             if key is not None and node.cache.value != "off":
                 self.store.write_index(self.graph.spec.name, node.id, key)
             self.emit(EventKind.finished, node.id, key=key, seconds=result.seconds)
-            metrics.step_finished(self.graph.spec.name, node.component.key, "ran", result.seconds)
             return
         cause = outcome.error or RuntimeError("step returned no result")
         message = str(cause)
@@ -294,7 +292,6 @@ class Scheduler:
             ),
         )
         self.emit(EventKind.failed, node.id, key=key, seconds=outcome.seconds, message=str(error))
-        metrics.step_finished(self.graph.spec.name, node.component.key, "failed", outcome.seconds)
 
     def run(self) -> RunRecord:
         """Run every step; returns the record (status failed if any step failed)."""
@@ -320,8 +317,6 @@ class Scheduler:
                 blocked.add(child)
                 self.update(child, status=StepStatus.skipped, reason=why)
                 self.emit(EventKind.skipped, child, message=why)
-                component = graph.nodes[child].component.key
-                metrics.step_finished(graph.spec.name, component, "skipped", None)
 
         try:
             while ready_ids or ready or running:

@@ -86,16 +86,13 @@ def execute_step(task: StepTask) -> StepResult:
         resources=task.resources,
         progress=task.progress,
     )
-    try:
-        inputs = component.Inputs.model_validate(task.inputs)
-        outputs = component(task.config).run(inputs, ctx)
-        if not isinstance(outputs, component.Outputs):
-            raise TypeError(
-                f"run() returned {type(outputs).__name__}, expected {component.Outputs.__name__}"
-            )
-        outputs = seal_outputs(outputs, task.store)
-    finally:
-        ctx.cleanup()
+    inputs = component.Inputs.model_validate(task.inputs)
+    outputs = component(task.config).run(inputs, ctx)
+    if not isinstance(outputs, component.Outputs):
+        raise TypeError(
+            f"run() returned {type(outputs).__name__}, expected {component.Outputs.__name__}"
+        )
+    outputs = seal_outputs(outputs, task.store)
     seconds = time.perf_counter() - started
     if task.cache != CachePolicy.off:
         task.store.write_commit(

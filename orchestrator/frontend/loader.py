@@ -12,9 +12,10 @@ import yaml
 from pydantic import ValidationError
 
 from orchestrator.compile.problems import make_locator, problems_from_validation_error
+from orchestrator.compile.source_map import SourceMap
 from orchestrator.errors import ValidationFailed
 from orchestrator.frontend.overrides import apply_overrides
-from orchestrator.frontend.yaml_source import SourceMap, load_yaml
+from orchestrator.frontend.yaml_source import load_yaml
 from schemas.engine.pipeline import PipelineSpec
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
+from orchestrator.compile.source_map import PathKey, SourceMap
 from orchestrator.errors import ConfigError, did_you_mean
 from orchestrator.frontend.yaml_limits import load_value
-from orchestrator.frontend.yaml_source import PathKey, SourceMap
 
 SET_EXAMPLE = "steps.teacher.config.epochs=1"
 """The `--set` example of help texts and messages; it must work on pipelines/hinton_kd.yaml."""

@@ -2,8 +2,9 @@
 
 `yaml.safe_load` alone forgets positions and silently keeps the last of two duplicate keys.
 We compose the node tree with the safe loader instead, reject duplicate keys, and keep a map
-from each value's path (("steps", 1, "config", "epochs")) to its line and column, so any later
-error, from Pydantic or from graph validation, can point at the offending line.
+from each value's path (("steps", 1, "config", "epochs")) to its line and column (a
+`orchestrator.compile.source_map.SourceMap`), so any later error, from Pydantic or from graph
+validation, can point at the offending line.
 
 Bad input never escapes as a Python traceback: bytes that are not UTF-8, characters YAML does not
 allow, and input that is well-formed but too costly to expand (`yaml_limits`) all become located
@@ -12,54 +13,14 @@ allow, and input that is well-formed but too costly to expand (`yaml_limits`) al
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from orchestrator.compile.source_map import PathKey, SourceMap, source_line
 from orchestrator.errors import ConfigError, Location, Problem, ValidationFailed
 from orchestrator.frontend.yaml_limits import BoundedLoader, YAMLLimitExceeded, unshare
-
-PathKey = tuple[str | int, ...]
-
-MAX_SHOWN_LINE = 240
-"""Longer source lines are not quoted under a message (the location still names the column)."""
-
-
-def source_line(lines: list[str], line: int) -> str | None:
-    """The text of 1-based ``line`` to quote under a message, or None if absent or too long."""
-    if not 0 < line <= len(lines) or len(lines[line - 1]) > MAX_SHOWN_LINE:
-        return None
-    # Control characters would act on the terminal; one replacement each keeps the caret aligned.
-    return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in lines[line - 1])
-
-
-@dataclass
-class SourceMap:
-    """Positions of the values of one YAML document, plus the `--set` overrides applied to it."""
-
-    file: str
-    lines: list[str]
-    marks: dict[PathKey, tuple[int, int, int]] = field(default_factory=dict)  # line, col, width
-    key_marks: dict[PathKey, tuple[int, int, int]] = field(default_factory=dict)  # of map keys
-    overrides: dict[PathKey, str] = field(default_factory=dict)  # path -> "--set a.b=c"
-
-    def locate(self, path: PathKey, display: str, at_key: bool = False) -> Location:
-        """The most precise location known for ``path`` (falls back to its nearest parent).
-
-        ``at_key`` points at the mapping key instead of its value (for unknown fields).
-        """
-        for i in range(len(path), -1, -1):
-            prefix = path[:i]
-            if prefix in self.overrides:
-                return Location(path=display, file=self.overrides[prefix])
-            marks = self.key_marks if at_key and prefix in self.key_marks else self.marks
-            if prefix in marks:
-                line, col, width = marks[prefix]
-                src = source_line(self.lines, line)
-                return Location(display, self.file, line, col, src, width)
-        return Location(path=display, file=self.file)
 
 
 def _problem_at_position(file: str, lines: list[str], line: int, col: int, message: str) -> Problem:

@@ -172,16 +172,6 @@ class FileStore:
         except ValueError as e:
             raise ArtifactError(f"{self.uri(path)} is not valid JSON: {e}") from e
 
-    def append_text(self, path: str, text: str) -> None:
-        """Append to a local file (run events); object stores get one object per call."""
-        target = self.fs_path(path)
-        if self.is_local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "a", encoding="utf-8") as f:
-                f.write(text)
-        else:
-            self.fs.pipe_file(target, text.encode())
-
     def exists(self, path: str) -> bool:
         try:
             return bool(self.fs.exists(self.fs_path(path)))

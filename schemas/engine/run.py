@@ -72,9 +72,6 @@ class RunRecord(Model):
                 return record
         raise KeyError(step_id)
 
-    def ids_with_status(self, status: StepStatus) -> list[str]:
-        return [s.step_id for s in self.steps if s.status == status]
-
 
 class EventKind(str, Enum):
     planned = "planned"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.storage.store import ArtifactStore, CorruptArtifact, forget_verified
+from orchestrator.storage.store import ArtifactStore
+from orchestrator.storage.verified import CorruptArtifact, forget_verified
 from schemas.engine.artifacts import JsonArtifact
 
 LARGE = 3 << 20  # above the size from which hashing runs beside the parser

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import Pipeline, RunFailed, plan, run
-from orchestrator.storage.store import forget_verified
+from orchestrator.storage.verified import forget_verified
 from schemas.engine.run import EventKind, RunStatus, StepStatus
 
 

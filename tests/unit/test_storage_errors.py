@@ -9,8 +9,9 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import StorageError
+from orchestrator.storage.files import resolve_storage
 from orchestrator.storage.probe import check_store
-from orchestrator.storage.store import ArtifactStore, resolve_storage
+from orchestrator.storage.store import ArtifactStore
 
 
 def closed_port() -> int:

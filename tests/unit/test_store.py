@@ -8,13 +8,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ArtifactError, StorageError
-from orchestrator.storage.store import (
-    ArtifactStore,
-    CorruptArtifact,
-    check_relative,
-    forget_verified,
-    safe_segment,
-)
+from orchestrator.storage.files import check_relative, safe_segment
+from orchestrator.storage.store import ArtifactStore
+from orchestrator.storage.verified import CorruptArtifact, forget_verified
 from schemas.engine.artifacts import JsonArtifact
 from schemas.engine.run import CommitRecord
 

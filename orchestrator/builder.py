@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from orchestrator import registry
+from orchestrator import api, registry
 from orchestrator.compile.refs import format_value
 from orchestrator.component import Component
 from orchestrator.frontend.loader import dump_pipeline, load_pipeline, parse_spec
@@ -164,16 +164,10 @@ class Pipeline:
         return load_pipeline(path).spec
 
     def validate(self, **kwargs: Any) -> Graph:
-        from orchestrator.api import validate
-
-        return validate(self.spec, **kwargs)
+        return api.validate(self.spec, **kwargs)
 
     def plan(self, **kwargs: Any) -> list[Decision]:
-        from orchestrator.api import plan
-
-        return plan(self.spec, **kwargs)
+        return api.plan(self.spec, **kwargs)
 
     def run(self, **kwargs: Any) -> RunRecord:
-        from orchestrator.api import run
-
-        return run(self.spec, **kwargs)
+        return api.run(self.spec, **kwargs)
