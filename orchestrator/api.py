@@ -7,10 +7,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.compile import capacity_problems, compile_pipeline
+from orchestrator.compile.compiler import compile_pipeline
 from orchestrator.compile.external import config_check_problems
 from orchestrator.compile.graph import Graph
 from orchestrator.compile.problems import make_locator
+from orchestrator.compile.resources import capacity_problems
 from orchestrator.errors import RunFailed, StorageError, ValidationFailed
 from orchestrator.execution.decide import Decision
 from orchestrator.execution.metrics import StepMetrics

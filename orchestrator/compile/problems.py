@@ -1,9 +1,9 @@
-"""Turning Pydantic validation errors into located, helpful `Problem`s."""
+"""Located, helpful `Problem`s: from Pydantic validation errors, and collected once each."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -131,3 +131,25 @@ def problems_from_validation_error(
         at_key = item["type"] == "extra_forbidden"
         problems.append(Problem(kind, message, locate(path, at_key=at_key), hint))
     return problems
+
+
+class ProblemLog:
+    """The problems one compilation finds, in the order found, each once: the same mistake seen
+    from many matrix instances is one message."""
+
+    def __init__(self, locate: Locator):
+        self.locate = locate
+        self.problems: list[Problem] = []
+        self._seen: set[Problem] = set()
+
+    def report(self, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            if problem not in self._seen:
+                self._seen.add(problem)
+                self.problems.append(problem)
+
+    def add(
+        self, kind: str, message: str, path: tuple, hint: str | None = None, at_key: bool = False
+    ) -> None:
+        """A problem located at ``path`` (at its mapping key with ``at_key``)."""
+        self.report([Problem(kind, message, self.locate(path, at_key=at_key), hint)])

@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.compile.compiler import resource_request
 from orchestrator.compile.graph import Graph, Node
+from orchestrator.compile.resources import resource_request
 from orchestrator.errors import ComponentError
 from orchestrator.execution.backend import Backend, Outcome
 from orchestrator.execution.decide import Decision, Fingerprints, decide, resolve_inputs
