@@ -139,6 +139,7 @@ def plain_distill(store: str, record: Any, epochs: int, out: Path, seed: int = 0
     from components.losses import KDBatch
     from components.losses.kd import HintonKD
     from components.models.zoo import build_model
+    from schemas.kd.losses import KDLoss
 
     torch.set_num_threads(1)  # as the step: one CPU, one thread
     dataset = record.step("data").outputs["dataset"]
@@ -162,7 +163,7 @@ def plain_distill(store: str, record: Any, epochs: int, out: Path, seed: int = 0
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1)))
     )
-    loss_fn = HintonKD(temperature=KD["temperature"], alpha=KD["alpha"])
+    loss_fn = HintonKD(KDLoss(temperature=KD["temperature"], alpha=KD["alpha"]))
     accuracy = 0.0
     for epoch in range(epochs):
         model.train()

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from components.losses import KDBatch
 from components.losses.kd import HintonKD
 from components.losses.topk import RULES, TopKKD
+from schemas.kd.losses import KDLoss, TopKKLLoss
 
 KS = (1, 2, 5, 10)
 TEMPERATURES = (1.0, 4.0)
@@ -75,7 +76,7 @@ def rows_for(name: str, z_t: np.ndarray, z_s: np.ndarray) -> list[tuple]:
     out = []
     for T in TEMPERATURES:
         full = KDBatch(student_logits=student, teacher_logits=teacher)
-        dense = float(HintonKD(temperature=T, alpha=1.0)(full).total)
+        dense = float(HintonKD(KDLoss(temperature=T, alpha=1.0))(full).total)
         for k in KS:
             values, indices = teacher.topk(k, dim=1)
             rest = 1.0 - probs.gather(1, indices).sum(1)
@@ -86,7 +87,9 @@ def rows_for(name: str, z_t: np.ndarray, z_s: np.ndarray) -> list[tuple]:
                 teacher_rest_mass=rest,
             )
             for rule in RULES:
-                term = TopKKD(teacher.shape[1], temperature=T, alpha=1.0, rule=rule)
+                term = TopKKD(
+                    TopKKLLoss(temperature=T, alpha=1.0, rule=rule), num_classes=teacher.shape[1]
+                )
                 approx = float(term(batch).total)
                 err = abs(approx - dense)
                 mass = float(rest.mean())

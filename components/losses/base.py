@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -54,21 +55,46 @@ class LossOutput:
     parts: dict[str, Tensor]
 
 
-class LossTerm(nn.Module):
-    """A weighted loss term. Subclasses set ``name`` and ``requires`` and implement `compute`.
+class LossSettings(Protocol):
+    """What a term reads from its spec (a `schemas.kd.losses` model): its type, its weight and
+    the batch fields it needs."""
 
-    ``requires`` names the `KDBatch` fields that must be non-None (it may depend on the term's
-    settings, e.g. KD needs labels only when alpha < 1, so subclasses may set it per instance).
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def weight(self) -> float: ...
+
+    def requires(self) -> frozenset[str]: ...
+
+    def model_dump(self, *, exclude: set[str]) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=LossSettings)
+
+
+class LossTerm(nn.Module, Generic[S]):
+    """A weighted loss term, built from its spec. Subclasses implement `compute`.
+
+    The spec is the term's only statement of its settings: ``name`` is the spec's ``type``,
+    ``weight`` its weight, and ``requires`` (the `KDBatch` fields that must be non-None; they
+    may depend on the settings, e.g. KD needs labels only when alpha < 1) its `requires()`.
     State that must survive a resume (TAID's t and m, projector weights) lives in parameters and
     buffers, so it round-trips through ``state_dict()``.
     """
 
-    name: str = "loss"
-    requires: frozenset[str] = frozenset({"student_logits"})
-
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, spec: S) -> None:
         super().__init__()
-        self.weight = float(weight)
+        self.spec = spec
+        self.weight = float(spec.weight)
+
+    @property
+    def name(self) -> str:
+        return self.spec.type
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return self.spec.requires()
 
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """The unweighted loss (scalar) and its named unweighted parts."""
@@ -85,7 +111,8 @@ class LossTerm(nn.Module):
         """Called once after each optimiser step with the step's total loss; no-op by default."""
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight}"
+        settings = self.spec.model_dump(exclude={"type"})
+        return ", ".join(f"{key}={value!r}" for key, value in settings.items())
 
 
 def student_log_probs(logits: Tensor, temperature: float = 1.0) -> Tensor:
@@ -134,6 +161,17 @@ def kl_from_log_probs(target_logp: Tensor, student_logp: Tensor) -> Tensor:
     return torch.where(target > 0, terms, torch.zeros_like(terms)).sum(-1).mean()
 
 
+def tempered_kl(
+    teacher_logits: Tensor, student_logits: Tensor, temperature: float, weights: Tensor | None
+) -> Tensor:
+    """KL(softmax(z_t / T) || softmax(z_s / T)), batchmean, without T^2; several teachers' target
+    is their (weighted) mixture (`teacher_log_probs`)."""
+    return kl_from_log_probs(
+        teacher_log_probs(teacher_logits, temperature, weights),
+        student_log_probs(student_logits, temperature),
+    )
+
+
 def soft_cross_entropy(target: Tensor, student_logp: Tensor) -> Tensor:
     """-sum_c target[c] * student_logp[c], mean over the batch."""
     return -(target * student_logp).sum(-1).mean()
@@ -142,6 +180,21 @@ def soft_cross_entropy(target: Tensor, student_logp: Tensor) -> Tensor:
 def cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Hard-label cross-entropy in float32, mean over the batch."""
     return F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing)
+
+
+def with_label_fusion(
+    kl: Tensor, batch: KDBatch, alpha: float, temperature: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Hinton's fusion of a KL at temperature T with the hard labels:
+    alpha * T^2 * KL + (1 - alpha) * CE(y, softmax(z_s)) at T = 1, the CE only when the batch
+    has labels. Parts (unweighted): "kl" (without T^2) and "ce" when labels exist."""
+    value = alpha * temperature * temperature * kl
+    parts = {"kl": kl.detach()}
+    if batch.labels is not None:
+        ce = cross_entropy(batch.student_logits, batch.labels)
+        value = value + (1 - alpha) * ce
+        parts["ce"] = ce.detach()
+    return value, parts
 
 
 def other_classes(labels: Tensor, num_classes: int) -> Tensor:

@@ -9,26 +9,19 @@ from components.losses.registry import LossContext, register_loss
 from schemas.kd.losses import CELoss
 
 
-class CrossEntropy(LossTerm):
+class CrossEntropy(LossTerm[CELoss]):
     """L = CE(y, softmax(z_s)), mean over the batch, optionally with label smoothing eps:
     L = (1 - eps) * (-log p_y) + eps * mean_c(-log p_c) (PyTorch's convention).
 
     Part: "ce" (the same value, unweighted).
     """
 
-    name = "ce"
-    requires = frozenset({"student_logits", "labels"})
-
-    def __init__(self, weight: float = 1.0, label_smoothing: float = 0.0) -> None:
-        super().__init__(weight)
-        self.label_smoothing = float(label_smoothing)
-
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.labels is not None
-        value = cross_entropy(batch.student_logits, batch.labels, self.label_smoothing)
+        value = cross_entropy(batch.student_logits, batch.labels, self.spec.label_smoothing)
         return value, {"ce": value.detach()}
 
 
 @register_loss(CELoss)
-def _build(spec: CELoss, ctx: LossContext) -> LossTerm:
-    return CrossEntropy(weight=spec.weight, label_smoothing=spec.label_smoothing)
+def _build(spec: CELoss, ctx: LossContext) -> LossTerm[CELoss]:
+    return CrossEntropy(spec)

@@ -9,8 +9,6 @@ import torch
 from pydantic import TypeAdapter
 from torch import Tensor, nn
 
-# The term modules register their builders on import.
-from components.losses import ce, dkd, hint, kd, meal, nd, pld, taid, topk  # noqa: F401
 from components.losses.base import KDBatch, LossTerm
 from components.losses.registry import LossContext, builder_for
 from schemas.kd.losses import LossSpec
@@ -28,7 +26,7 @@ class CombinedLoss(nn.Module):
     ``"<term>/total"`` for the term's weighted contribution to the total.
     """
 
-    def __init__(self, terms: Sequence[LossTerm]) -> None:
+    def __init__(self, terms: Sequence[LossTerm[Any]]) -> None:
         super().__init__()
         if not terms:
             raise ValueError("a loss needs at least one term")
@@ -41,11 +39,11 @@ class CombinedLoss(nn.Module):
             self.names.append(name)
         self.requires: frozenset[str] = frozenset().union(*(t.requires for t in terms))
 
-    def named_terms(self) -> list[tuple[str, LossTerm]]:
+    def named_terms(self) -> list[tuple[str, LossTerm[Any]]]:
         """(logged name, term) pairs, in order."""
-        return list(zip(self.names, cast("list[LossTerm]", list(self.terms)), strict=True))
+        return list(zip(self.names, cast("list[LossTerm[Any]]", list(self.terms)), strict=True))
 
-    def term(self, name: str) -> LossTerm:
+    def term(self, name: str) -> LossTerm[Any]:
         """The term logged under ``name`` (e.g. "kd_1")."""
         return dict(self.named_terms())[name]
 
@@ -94,7 +92,7 @@ def build_loss(
     ctx = LossContext(
         num_classes, student_feature_dim, teacher_feature_dim, class_means, total_steps
     )
-    terms: list[LossTerm] = []
+    terms: list[LossTerm[Any]] = []
     for raw in specs:
         spec = _SPEC_ADAPTER.validate_python(raw) if isinstance(raw, Mapping) else raw
         terms.append(builder_for(spec)(spec, ctx))

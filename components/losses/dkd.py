@@ -31,7 +31,7 @@ def _non_target_log_probs(logp: Tensor, others: Tensor) -> Tensor:
     return nt - torch.logsumexp(nt, dim=1, keepdim=True)
 
 
-class DecoupledKD(LossTerm):
+class DecoupledKD(LossTerm[DKDLoss]):
     """L = ce_weight * CE + min(epoch / warmup, 1) * (alpha * TCKD + beta * NCKD).
 
     With p = softmax(z / T):
@@ -48,30 +48,14 @@ class DecoupledKD(LossTerm):
     "nckd".
     """
 
-    name = "dkd"
-    requires = frozenset({"student_logits", "teacher_logits", "labels"})
-
-    def __init__(
-        self,
-        weight: float = 1.0,
-        temperature: float = 4.0,
-        alpha: float = 1.0,
-        beta: float = 8.0,
-        warmup: float = 20.0,
-        ce_weight: float = 1.0,
-    ) -> None:
-        super().__init__(weight)
-        self.temperature = float(temperature)
-        self.alpha, self.beta = float(alpha), float(beta)
-        self.warmup, self.ce_weight = float(warmup), float(ce_weight)
-
     def ramp(self, epoch: float) -> float:
         """The warm-up factor min(epoch / warmup, 1) (1 when warmup is 0)."""
-        return min(max(epoch, 0.0) / self.warmup, 1.0) if self.warmup > 0 else 1.0
+        warmup = self.spec.warmup
+        return min(max(epoch, 0.0) / warmup, 1.0) if warmup > 0 else 1.0
 
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.teacher_logits is not None and batch.labels is not None
-        T = self.temperature
+        T, spec = self.spec.temperature, self.spec
         y = batch.labels.long()
         logp_s = student_log_probs(batch.student_logits, T)
         logp_t = teacher_log_probs(batch.teacher_logits, T, batch.teacher_weights)
@@ -91,12 +75,12 @@ class DecoupledKD(LossTerm):
             )
         )
         ce = cross_entropy(batch.student_logits, y)
-        value = self.ce_weight * ce + self.ramp(batch.epoch) * (
-            self.alpha * tckd + self.beta * nckd
+        value = spec.ce_weight * ce + self.ramp(batch.epoch) * (
+            spec.alpha * tckd + spec.beta * nckd
         )
         return value, {"ce": ce.detach(), "tckd": tckd.detach(), "nckd": nckd.detach()}
 
 
 @register_loss(DKDLoss)
-def _build(spec: DKDLoss, ctx: LossContext) -> LossTerm:
-    return DecoupledKD(**spec.model_dump(exclude={"type"}))
+def _build(spec: DKDLoss, ctx: LossContext) -> LossTerm[DKDLoss]:
+    return DecoupledKD(spec)

@@ -11,7 +11,7 @@ from components.losses.registry import LossContext, register_loss
 from schemas.kd.losses import HintLoss
 
 
-class FeatureHint(LossTerm):
+class FeatureHint(LossTerm[HintLoss]):
     """L = mean over batch and dims of (W s_i + b - t_i)^2, (W, b) a learned linear regressor.
 
     The regressor maps the student's width to the teacher's and trains with the student (it is
@@ -20,11 +20,8 @@ class FeatureHint(LossTerm):
     Several teachers: t_i is the mean of their embeddings. Part: "hint" (unweighted).
     """
 
-    name = "hint"
-    requires = frozenset({"student_features", "teacher_features"})
-
-    def __init__(self, student_dim: int, teacher_dim: int, weight: float = 1.0) -> None:
-        super().__init__(weight)
+    def __init__(self, spec: HintLoss, student_dim: int, teacher_dim: int) -> None:
+        super().__init__(spec)
         self.projector = nn.Linear(student_dim, teacher_dim)
         if student_dim == teacher_dim:
             with torch.no_grad():
@@ -39,7 +36,7 @@ class FeatureHint(LossTerm):
 
 
 @register_loss(HintLoss)
-def _build(spec: HintLoss, ctx: LossContext) -> LossTerm:
+def _build(spec: HintLoss, ctx: LossContext) -> LossTerm[HintLoss]:
     lacking = [
         name
         for name, value in (
@@ -54,4 +51,4 @@ def _build(spec: HintLoss, ctx: LossContext) -> LossTerm:
             "features, to size its projector; cache the teacher's `feature: penultimate`)"
         )
     assert ctx.student_feature_dim is not None and ctx.teacher_feature_dim is not None
-    return FeatureHint(ctx.student_feature_dim, ctx.teacher_feature_dim, weight=spec.weight)
+    return FeatureHint(spec, ctx.student_feature_dim, ctx.teacher_feature_dim)

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from components.losses.base import (
-    KDBatch,
-    LossTerm,
-    cross_entropy,
-    kl_from_log_probs,
-    student_log_probs,
-    teacher_log_probs,
-)
+from components.losses.base import KDBatch, LossTerm, tempered_kl, with_label_fusion
 from components.losses.registry import LossContext, register_loss
 from schemas.kd.losses import KDLoss
 
 
-class HintonKD(LossTerm):
+class HintonKD(LossTerm[KDLoss]):
     """L = (1 - alpha) * CE(y, softmax(z_s)) + alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T)).
 
     Conventions:
@@ -30,34 +23,13 @@ class HintonKD(LossTerm):
     Parts (unweighted): "kl" (the batchmean KL, without T^2) and "ce" (whenever labels exist).
     """
 
-    name = "kd"
-
-    def __init__(self, weight: float = 1.0, temperature: float = 4.0, alpha: float = 0.9) -> None:
-        super().__init__(weight)
-        self.temperature = float(temperature)
-        self.alpha = float(alpha)
-        needs = {"student_logits", "teacher_logits"} | ({"labels"} if self.alpha < 1 else set())
-        self.requires = frozenset(needs)
-
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.teacher_logits is not None
-        T = self.temperature
-        kl = kl_from_log_probs(
-            teacher_log_probs(batch.teacher_logits, T, batch.teacher_weights),
-            student_log_probs(batch.student_logits, T),
-        )
-        value = self.alpha * T * T * kl
-        parts = {"kl": kl.detach()}
-        if batch.labels is not None:
-            ce = cross_entropy(batch.student_logits, batch.labels)
-            value = value + (1 - self.alpha) * ce
-            parts["ce"] = ce.detach()
-        return value, parts
-
-    def extra_repr(self) -> str:
-        return f"weight={self.weight}, temperature={self.temperature}, alpha={self.alpha}"
+        T = self.spec.temperature
+        kl = tempered_kl(batch.teacher_logits, batch.student_logits, T, batch.teacher_weights)
+        return with_label_fusion(kl, batch, self.spec.alpha, T)
 
 
 @register_loss(KDLoss)
-def _build(spec: KDLoss, ctx: LossContext) -> LossTerm:
-    return HintonKD(weight=spec.weight, temperature=spec.temperature, alpha=spec.alpha)
+def _build(spec: KDLoss, ctx: LossContext) -> LossTerm[KDLoss]:
+    return HintonKD(spec)

@@ -15,7 +15,7 @@ from components.losses.registry import LossContext, register_loss
 from schemas.kd.losses import MEALLoss
 
 
-class MEALV2(LossTerm):
+class MEALV2(LossTerm[MEALLoss]):
     """L = -sum_c p_bar[c] * log softmax(z_s)[c], mean over the batch.
 
     p_bar is the mean over teachers of softmax(z_t^m) at T = 1 (one teacher: its softmax). No
@@ -23,9 +23,6 @@ class MEALV2(LossTerm):
     included. This equals KL(p_bar || softmax(z_s)) plus the (constant) entropy of p_bar.
     Part: "soft_ce" (unweighted).
     """
-
-    name = "meal"
-    requires = frozenset({"student_logits", "teacher_logits"})
 
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.teacher_logits is not None
@@ -35,5 +32,5 @@ class MEALV2(LossTerm):
 
 
 @register_loss(MEALLoss)
-def _build(spec: MEALLoss, ctx: LossContext) -> LossTerm:
-    return MEALV2(weight=spec.weight)
+def _build(spec: MEALLoss, ctx: LossContext) -> LossTerm[MEALLoss]:
+    return MEALV2(spec)

@@ -12,7 +12,7 @@ from schemas.kd.losses import NDLoss
 _EPS = 1e-12
 
 
-class NormDirection(LossTerm):
+class NormDirection(LossTerm[NDLoss]):
     """L_nd = (1/B) * sum_i [1 - <s_i, e_{y_i} / ||e_{y_i}||> / max(||s_i||, ||t_i||)].
 
     e_c is the teacher's mean penultimate embedding of class c over the training set ((K, Dt),
@@ -27,12 +27,10 @@ class NormDirection(LossTerm):
     Several teachers: t_i is the mean of their embeddings. Part: "nd" (unweighted L_nd).
     """
 
-    name = "nd"
-    requires = frozenset({"student_features", "teacher_features", "labels"})
     class_means: Tensor
 
-    def __init__(self, class_means: Tensor, student_dim: int, weight: float = 2.0) -> None:
-        super().__init__(weight)
+    def __init__(self, spec: NDLoss, class_means: Tensor, student_dim: int) -> None:
+        super().__init__(spec)
         if class_means.dim() != 2:
             shape = tuple(class_means.shape)
             raise ValueError(f"loss 'nd' needs class_means of shape (K, dim), got {shape}")
@@ -57,7 +55,7 @@ class NormDirection(LossTerm):
 
 
 @register_loss(NDLoss)
-def _build(spec: NDLoss, ctx: LossContext) -> LossTerm:
+def _build(spec: NDLoss, ctx: LossContext) -> LossTerm[NDLoss]:
     if ctx.class_means is None:
         raise ValueError(
             "loss 'nd' needs class_means (the teacher's per-class mean penultimate features, "
@@ -79,4 +77,4 @@ def _build(spec: NDLoss, ctx: LossContext) -> LossTerm:
             f"loss 'nd': class_means have width {means.shape[1]} but teacher_feature_dim is "
             f"{ctx.teacher_feature_dim}"
         )
-    return NormDirection(means, ctx.student_feature_dim, weight=spec.weight)
+    return NormDirection(spec, means, ctx.student_feature_dim)

@@ -11,7 +11,7 @@ from components.losses.registry import LossContext, register_loss
 from schemas.kd.losses import PLDLoss
 
 
-class PlackettLuceKD(LossTerm):
+class PlackettLuceKD(LossTerm[PLDLoss]):
     """L = sum_k a_k * (logsumexp_{j>=k} z_s[pi_j] - z_s[pi_k]), mean over the batch.
 
     pi (the "teacher-optimal" permutation) puts the true label first, then the other classes in
@@ -27,17 +27,10 @@ class PlackettLuceKD(LossTerm):
     Part: "pl" (unweighted).
     """
 
-    name = "pld"
-    requires = frozenset({"student_logits", "teacher_logits", "labels"})
-
-    def __init__(self, weight: float = 1.0, temperature: float = 1.0) -> None:
-        super().__init__(weight)
-        self.temperature = float(temperature)
-
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.teacher_logits is not None and batch.labels is not None
         z_s, y = batch.student_logits.float(), batch.labels.long()
-        logw = teacher_log_probs(batch.teacher_logits, self.temperature, batch.teacher_weights)
+        logw = teacher_log_probs(batch.teacher_logits, self.spec.temperature, batch.teacher_weights)
         score = logw.detach().clone()
         score.scatter_(1, y[:, None], float("inf"))  # the label ranks first
         order = torch.sort(score, dim=1, descending=True, stable=True).indices
@@ -48,5 +41,5 @@ class PlackettLuceKD(LossTerm):
 
 
 @register_loss(PLDLoss)
-def _build(spec: PLDLoss, ctx: LossContext) -> LossTerm:
-    return PlackettLuceKD(weight=spec.weight, temperature=spec.temperature)
+def _build(spec: PLDLoss, ctx: LossContext) -> LossTerm[PLDLoss]:
+    return PlackettLuceKD(spec)

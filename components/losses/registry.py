@@ -1,17 +1,23 @@
 """Which term builds each loss spec: one registration per loss, next to its term.
 
-Each loss module registers a builder for its spec class from `schemas.kd.losses`::
+Each term module of this package registers a builder for its spec class from
+`schemas.kd.losses`::
 
     @register_loss(KDLoss)
-    def _build(spec: KDLoss, ctx: LossContext) -> LossTerm:
-        return HintonKD(weight=spec.weight, temperature=spec.temperature, alpha=spec.alpha)
+    def _build(spec: KDLoss, ctx: LossContext) -> LossTerm[KDLoss]:
+        return HintonKD(spec)
 
-The spec says what the term reads (`requires()`, checked by `distill` before training) and the
-builder makes the term; `build_loss` (combine.py) finds builders here.
+The spec says what the term reads (`requires()`, checked by `distill` before training, and by
+the term on every batch) and the builder makes the term. `builder_for` imports every module of
+the package on first use, so a new loss is a spec class and a module with its `@register_loss`:
+no list of modules to extend.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,24 +40,41 @@ class LossContext:
     total_steps: int | None = None
 
 
-Builder = Callable[[Any, LossContext], LossTerm]
+Builder = Callable[[Any, LossContext], LossTerm[Any]]
 _BUILDERS: dict[type[BaseModel], Builder] = {}
 B = TypeVar("B", bound=Builder)
 
 
 def register_loss(spec_class: type[BaseModel]) -> Callable[[B], B]:
-    """Register the decorated function as the builder of ``spec_class``'s terms."""
+    """Register the decorated function as the builder of ``spec_class``'s terms (one each)."""
     if spec_class not in LOSS_SPECS:
         raise TypeError(f"{spec_class.__name__} is not part of schemas.kd.losses.LossSpec")
 
     def decorate(builder: B) -> B:
+        taken = _BUILDERS.get(spec_class)
+        if taken is not None and taken is not builder:
+            raise TypeError(
+                f"{spec_class.__name__} already has a builder, in {taken.__module__}; "
+                f"{builder.__module__} registers another"
+            )
         _BUILDERS[spec_class] = builder
         return builder
 
     return decorate
 
 
+@functools.cache
+def _import_term_modules() -> None:
+    """Import every module of `components.losses`, so that each `@register_loss` has run."""
+    import components.losses as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
 def builder_for(spec: Any) -> Builder:
+    """The builder registered for ``spec``'s class."""
+    _import_term_modules()
     try:
         return _BUILDERS[type(spec)]
     except KeyError:
@@ -62,4 +85,6 @@ def builder_for(spec: Any) -> Builder:
 
 
 def registered() -> dict[type[BaseModel], Builder]:
+    """Every spec class with its builder (after importing all term modules)."""
+    _import_term_modules()
     return dict(_BUILDERS)

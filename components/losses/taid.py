@@ -27,7 +27,7 @@ def _sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
-class TAID(LossTerm):
+class TAID(LossTerm[TAIDLoss]):
     """L = -sum_c p_t[c] * log softmax(z_s)[c], mean over the batch, with the intermediate target
     p_t = softmax((1 - t) * stopgrad(z_s) + t * z_t), which moves from the student (t = 0)
     to the teacher (t = 1). No labels, no temperature, no T^2.
@@ -46,33 +46,17 @@ class TAID(LossTerm):
     z_t by a per-row constant, which the softmax ignores). Parts: "taid" (unweighted), "t".
     """
 
-    name = "taid"
-    requires = frozenset({"student_logits", "teacher_logits"})
     t: Tensor
     m: Tensor
     prev_loss: Tensor
     steps: Tensor
 
-    def __init__(
-        self,
-        total_steps: int,
-        weight: float = 1.0,
-        t_start: float = 0.4,
-        t_end: float = 1.0,
-        alpha: float = 5e-4,
-        beta: float = 0.99,
-    ) -> None:
-        super().__init__(weight)
+    def __init__(self, spec: TAIDLoss, total_steps: int) -> None:
+        super().__init__(spec)
         if total_steps < 1:
             raise ValueError(f"loss 'taid' needs total_steps >= 1, got {total_steps}")
-        if not 0 <= t_start <= t_end <= 1:
-            raise ValueError(
-                f"loss 'taid' needs 0 <= t_start <= t_end <= 1, got {t_start} and {t_end}"
-            )
         self.total_steps = int(total_steps)
-        self.t_start, self.t_end = float(t_start), float(t_end)
-        self.alpha, self.beta = float(alpha), float(beta)
-        self.register_buffer("t", torch.tensor(self.t_start, dtype=torch.float64))
+        self.register_buffer("t", torch.tensor(spec.t_start, dtype=torch.float64))
         self.register_buffer("m", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("prev_loss", torch.tensor(float("nan"), dtype=torch.float64))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))
@@ -93,15 +77,15 @@ class TAID(LossTerm):
         pending, self._pending = self._pending, []
         loss = float(torch.stack(pending).mean()) if pending else float(loss_value)
         self.steps.add_(1)
-        prev = float(self.prev_loss)
+        prev, spec = float(self.prev_loss), self.spec
         if not math.isnan(prev):
-            m = self.beta * float(self.m) + (1 - self.beta) * (prev - loss) / (prev + 1e-15)
+            m = spec.beta * float(self.m) + (1 - spec.beta) * (prev - loss) / (prev + 1e-15)
             t = float(self.t)
-            delta = self.alpha * _sigmoid(m) * (1 - t)
+            delta = spec.alpha * _sigmoid(m) * (1 - t)
             progress = min(int(self.steps) / self.total_steps, 1.0)
-            floor = self.t_start + (self.t_end - self.t_start) * progress
+            floor = spec.t_start + (spec.t_end - spec.t_start) * progress
             self.m.fill_(m)
-            self.t.fill_(min(self.t_end, max(floor, t + delta)))
+            self.t.fill_(min(spec.t_end, max(floor, t + delta)))
         self.prev_loss.fill_(loss)
 
     def extra_repr(self) -> str:
@@ -109,9 +93,9 @@ class TAID(LossTerm):
 
 
 @register_loss(TAIDLoss)
-def _build(spec: TAIDLoss, ctx: LossContext) -> LossTerm:
+def _build(spec: TAIDLoss, ctx: LossContext) -> LossTerm[TAIDLoss]:
     if ctx.total_steps is None:
         raise ValueError(
             "loss 'taid' needs total_steps (its interpolation schedule spans the whole run)"
         )
-    return TAID(ctx.total_steps, **spec.model_dump(exclude={"type"}))
+    return TAID(spec, ctx.total_steps)

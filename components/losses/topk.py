@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import torch
 from torch import Tensor
@@ -10,15 +11,17 @@ from torch import Tensor
 from components.losses.base import (
     KDBatch,
     LossTerm,
-    cross_entropy,
     kl_from_log_probs,
     student_log_probs,
     teacher_log_probs,
+    tempered_kl,
+    with_label_fusion,
 )
 from components.losses.registry import LossContext, register_loss
 from schemas.kd.losses import TopKKLLoss
 
-RULES = ("renormalize", "uniform", "bucket")
+RULES: tuple[str, ...] = get_args(TopKKLLoss.model_fields["rule"].annotation)
+"""The rules for the mass outside the top-k, as the spec allows them."""
 _MIN_REST = 1e-30  # rest mass ~0: the missing classes get this much mass in all (negligible)
 _MIN_TOP = 1e-12  # rest mass ~1: the top-k keep at least this much
 
@@ -51,7 +54,7 @@ def densify_topk(indices: Tensor, values: Tensor, rest_mass: Tensor, num_classes
     return out.float()
 
 
-class TopKKD(LossTerm):
+class TopKKD(LossTerm[TopKKLLoss]):
     """L = (1 - alpha) * CE(y, softmax(z_s)) + alpha * T^2 * KL(target || student), from a cache
     of the teacher's k largest logits (values v at indices I) and its rest mass at T = 1.
 
@@ -72,27 +75,9 @@ class TopKKD(LossTerm):
     densified softmaxes at T. Parts (unweighted): "kl" (without T^2), "ce" when labels exist.
     """
 
-    name = "topk_kl"
-
-    def __init__(
-        self,
-        num_classes: int,
-        weight: float = 1.0,
-        temperature: float = 4.0,
-        alpha: float = 0.9,
-        rule: str = "uniform",
-    ) -> None:
-        super().__init__(weight)
-        if rule not in RULES:
-            raise ValueError(f"loss 'topk_kl' has no rule {rule!r}; choose one of {RULES}")
+    def __init__(self, spec: TopKKLLoss, num_classes: int) -> None:
+        super().__init__(spec)
         self.num_classes = int(num_classes)
-        self.temperature, self.alpha, self.rule = float(temperature), float(alpha), rule
-        needs = {"student_logits", "teacher_topk_indices", "teacher_topk_values"}
-        if rule != "renormalize":
-            needs.add("teacher_rest_mass")
-        if self.alpha < 1:
-            needs.add("labels")
-        self.requires = frozenset(needs)
 
     def compute(self, batch: KDBatch) -> tuple[Tensor, dict[str, Tensor]]:
         idx, val = batch.teacher_topk_indices, batch.teacher_topk_values
@@ -103,40 +88,26 @@ class TopKKD(LossTerm):
                 f"loss 'topk_kl' was built for {self.num_classes} classes, "
                 f"the student gives {z_s.shape[-1]}"
             )
-        if idx.dim() == 3 and self.rule != "uniform":
+        rule = self.spec.rule
+        if idx.dim() == 3 and rule != "uniform":
             raise ValueError(
-                f"loss 'topk_kl' with rule {self.rule!r} takes one teacher's cache; use "
+                f"loss 'topk_kl' with rule {rule!r} takes one teacher's cache; use "
                 "rule 'uniform' for several teachers, or one term per teacher"
             )
-        T, idx = self.temperature, idx.long()
-        if self.rule == "renormalize":
+        T, idx = self.spec.temperature, idx.long()
+        if rule == "renormalize":
             kl = kl_from_log_probs(
                 student_log_probs(val, T), student_log_probs(z_s.gather(1, idx), T)
             )
         else:
             assert batch.teacher_rest_mass is not None
             dense = densify_topk(idx, val, batch.teacher_rest_mass, self.num_classes)
-            logp_t, logp_s = (
-                teacher_log_probs(dense, T, batch.teacher_weights),
-                student_log_probs(z_s, T),
-            )
-            if self.rule == "uniform":
-                kl = kl_from_log_probs(logp_t, logp_s)
+            if rule == "uniform":  # Hinton KD against the densified teacher
+                kl = tempered_kl(dense, z_s, T, batch.teacher_weights)
             else:
-                kl = kl_from_log_probs(_bins(logp_t, idx), _bins(logp_s, idx))
-        value = self.alpha * T * T * kl
-        parts = {"kl": kl.detach()}
-        if batch.labels is not None:
-            ce = cross_entropy(z_s, batch.labels)
-            value = value + (1 - self.alpha) * ce
-            parts["ce"] = ce.detach()
-        return value, parts
-
-    def extra_repr(self) -> str:
-        return (
-            f"weight={self.weight}, temperature={self.temperature}, alpha={self.alpha}, "
-            f"rule={self.rule!r}"
-        )
+                logp_t = teacher_log_probs(dense, T, batch.teacher_weights)
+                kl = kl_from_log_probs(_bins(logp_t, idx), _bins(student_log_probs(z_s, T), idx))
+        return with_label_fusion(kl, batch, self.spec.alpha, T)
 
 
 def _bins(logp: Tensor, idx: Tensor) -> Tensor:
@@ -150,5 +121,5 @@ def _bins(logp: Tensor, idx: Tensor) -> Tensor:
 
 
 @register_loss(TopKKLLoss)
-def _build(spec: TopKKLLoss, ctx: LossContext) -> LossTerm:
-    return TopKKD(ctx.num_classes, **spec.model_dump(exclude={"type"}))
+def _build(spec: TopKKLLoss, ctx: LossContext) -> LossTerm[TopKKLLoss]:
+    return TopKKD(spec, ctx.num_classes)

@@ -7,8 +7,10 @@ not count while any change to what the code does does. "Ours" is the packages ``
 ``schemas`` plus the component's own top-level package (a plugin's); the files are the
 component's module and, transitively, every module of ours it imports — at module level or
 inside functions, found by reading the source (nothing is imported, so fingerprinting needs no
-torch). The orchestrator itself is not part of it: how it runs steps does not change what a
-step computes, and `orchestrator.storage.cache.KEY_FORMAT` covers the key recipe.
+torch). A module that lists its own package with ``pkgutil.iter_modules`` (a registry that
+imports every module of its package, as `components.losses.registry` does) counts as importing
+each module beside it. The orchestrator itself is not part of it: how it runs steps does not
+change what a step computes, and `orchestrator.storage.cache.KEY_FORMAT` covers the key recipe.
 
 Third-party code counts through package versions (`PACKAGES`: torch and ray, plus kdorch's own
 version for a component that is not part of kdorch).
@@ -93,13 +95,34 @@ def _locate(name: str, roots: dict[str, Path | None]) -> _Module | None:
     return None
 
 
+def _lists_its_package(node: ast.AST) -> bool:
+    """Whether ``node`` is a call of ``pkgutil.iter_modules`` (module discovery)."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "iter_modules"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "pkgutil"
+    )
+
+
+def _siblings(file: Path) -> list[str]:
+    """The modules and packages beside ``file``, as relative names (``.name``)."""
+    names = [p.stem for p in file.parent.glob("*.py") if p.name != "__init__.py"]
+    names += [p.parent.name for p in file.parent.glob("*/__init__.py")]
+    return sorted(f".{name}" for name in names)
+
+
 @cache
 def _parse(file: Path, stamp: tuple[int, int]) -> tuple[str, tuple[str, ...]]:
-    """(hash of the normalised code, every absolute module name it imports or may import)."""
+    """(hash of the normalised code, every module name it imports or may import, relative
+    names with their leading dots)."""
     tree = ast.parse(file.read_bytes(), filename=str(file))
     imported: list[str] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if _lists_its_package(node):
+            imported += _siblings(file)
+        elif isinstance(node, ast.Import):
             imported += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             imported.append(f"{'.' * node.level}{node.module or ''}")

@@ -4,12 +4,14 @@ One model per loss, told apart by ``type``; `LossSpec` is their discriminated un
 has a ``weight`` (its multiplier in the total), its own parameters (defaults from METHODS.md)
 and `requires()`: the batch fields the term reads (names of `components.losses.KDBatch`
 fields), from which `distill` decides, before anything trains, whether its inputs can feed it.
-Formulas and conventions (where alpha applies, reductions, the T^2 factor) are in the
-docstrings of the matching `components.losses` terms, which register their builders against
-these classes (`components.losses.registry`).
+A spec is its term's only statement of these facts: the term is built from it and reads its
+settings and `requires()` from it. Formulas and conventions (where alpha applies, reductions,
+the T^2 factor) are in the docstrings of the matching `components.losses` terms, which register
+their builders against these classes (`components.losses.registry`).
 
 Adding a loss: a spec class here (added to `LossSpec`) and a term module under
-`components/losses/` with `@register_loss(TheSpec)` on its builder.
+`components/losses/` with `@register_loss(TheSpec)` on its builder; the registry finds the
+module by itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class _Loss(Model):
     weight: float = Field(1.0, ge=0, description="Multiplier of this term in the total loss.")
 
     def requires(self) -> frozenset[str]:
-        """The `KDBatch` fields this term reads (besides the student's logits)."""
+        """The `KDBatch` fields this term reads, which must not be None in a batch."""
         raise NotImplementedError
 
 

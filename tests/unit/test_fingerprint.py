@@ -97,6 +97,23 @@ def test_a_changed_function_body_counts_and_names_its_file(package: Path) -> Non
     assert [f for f in before if before[f] != after[f]] == ["fpkg/sub/helper.py"]
 
 
+def test_a_module_listing_its_package_counts_every_module_beside_it(package: Path) -> None:
+    (package / "sub" / "registry.py").write_text(
+        "import importlib, pkgutil\n\n"
+        "def load(path):\n"
+        "    for m in pkgutil.iter_modules(path):\n"
+        "        importlib.import_module(f'fpkg.sub.{m.name}')\n"
+    )
+    (package / "sub" / "plugin.py").write_text("Y = 2\n")
+    assert sorted(code_fingerprint("fpkg.sub.registry")) == [
+        "fpkg/__init__.py",
+        "fpkg/sub/__init__.py",
+        "fpkg/sub/helper.py",
+        "fpkg/sub/plugin.py",
+        "fpkg/sub/registry.py",
+    ]
+
+
 def test_kdorch_components_see_their_own_libraries_only() -> None:
     distill = code_fingerprint("components.training.distill")
     train = code_fingerprint("components.training.train")

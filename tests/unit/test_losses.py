@@ -20,6 +20,17 @@ from components.losses.nd import NormDirection
 from components.losses.pld import PlackettLuceKD
 from components.losses.taid import TAID
 from components.losses.topk import TopKKD
+from schemas.kd.losses import (
+    CELoss,
+    DKDLoss,
+    HintLoss,
+    KDLoss,
+    MEALLoss,
+    NDLoss,
+    PLDLoss,
+    TAIDLoss,
+    TopKKLLoss,
+)
 
 # B = 2, K = 3: small enough to check by hand.
 ZS = np.array([[2.0, 0.5, -1.0], [0.1, 1.2, 0.3]])
@@ -63,11 +74,13 @@ def value(term: torch.nn.Module, b: KDBatch) -> float:
 
 def test_ce_by_hand_and_label_smoothing() -> None:
     uniform = KDBatch(student_logits=torch.zeros(2, 3), labels=torch.tensor(Y))
-    assert value(CrossEntropy(), uniform) == pytest.approx(math.log(3), rel=1e-6)
+    assert value(CrossEntropy(CELoss()), uniform) == pytest.approx(math.log(3), rel=1e-6)
     eps = 0.1
     logp = np.log(softmax(ZS))
     expected = np.mean((1 - eps) * -logp[ROWS, Y] + eps * -logp.mean(1))
-    out = CrossEntropy(weight=2.0, label_smoothing=eps)(batch(student_logits=torch.tensor(ZS)))
+    out = CrossEntropy(CELoss(weight=2.0, label_smoothing=eps))(
+        batch(student_logits=torch.tensor(ZS))
+    )
     assert float(out.total.detach()) == pytest.approx(2.0 * expected, rel=1e-6)
     assert float(out.parts["ce"]) == pytest.approx(expected, rel=1e-6)  # parts are unweighted
 
@@ -79,7 +92,7 @@ def test_ce_by_hand_and_label_smoothing() -> None:
 def test_hinton_kd_by_hand(alpha: float, T: float) -> None:
     kl_t = kl(softmax(ZT, T), softmax(ZS, T))
     expected = (1 - alpha) * ce(ZS, Y) + alpha * T * T * kl_t
-    out = HintonKD(temperature=T, alpha=alpha)(batch())
+    out = HintonKD(KDLoss(temperature=T, alpha=alpha))(batch())
     assert float(out.total.detach()) == pytest.approx(expected, rel=1e-5)
     assert float(out.parts["kl"]) == pytest.approx(kl_t, rel=1e-5)
     assert float(out.parts["ce"]) == pytest.approx(ce(ZS, Y), rel=1e-5)
@@ -87,18 +100,18 @@ def test_hinton_kd_by_hand(alpha: float, T: float) -> None:
 
 def test_kd_is_zero_when_student_matches_teacher() -> None:
     b = batch(student_logits=torch.tensor(ZT + 5.0), labels=None)  # a shift changes nothing
-    assert value(HintonKD(alpha=1.0), b) == pytest.approx(0.0, abs=1e-6)
+    assert value(HintonKD(KDLoss(alpha=1.0)), b) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_kd_without_labels() -> None:
     b = batch(labels=None)
-    out = HintonKD(alpha=1.0)(b)
+    out = HintonKD(KDLoss(alpha=1.0))(b)
     assert set(out.parts) == {"kl"}
     assert float(out.total.detach()) == pytest.approx(
         16 * kl(softmax(ZT, 4), softmax(ZS, 4)), rel=1e-5
     )
     with pytest.raises(ValueError, match=r"loss 'kd' needs \['labels'\]"):
-        HintonKD(alpha=0.9)(b)
+        HintonKD(KDLoss(alpha=0.9))(b)
 
 
 def test_multi_teacher_kd_equals_kd_against_the_averaged_distribution() -> None:
@@ -107,16 +120,16 @@ def test_multi_teacher_kd_equals_kd_against_the_averaged_distribution() -> None:
     p_bar = (softmax(ZT, T) + softmax(zt2, T)) / 2
     expected = 0.1 * ce(ZS, Y) + 0.9 * T * T * kl(p_bar, softmax(ZS, T))
     multi = batch(teacher_logits=torch.tensor(np.stack([ZT, zt2])))
-    assert value(HintonKD(weight=3.0), multi) == pytest.approx(3.0 * expected, rel=1e-5)
+    assert value(HintonKD(KDLoss(weight=3.0)), multi) == pytest.approx(3.0 * expected, rel=1e-5)
     # A single teacher whose tempered softmax *is* p_bar gives the same loss.
     equivalent = batch(teacher_logits=torch.tensor(T * np.log(p_bar)))
-    assert value(HintonKD(), equivalent) == pytest.approx(expected, rel=1e-5)
+    assert value(HintonKD(KDLoss()), equivalent) == pytest.approx(expected, rel=1e-5)
 
 
 def test_kd_gradient_magnitude_is_roughly_independent_of_temperature() -> None:
     def grad(T: float) -> np.ndarray:
         b = batch(labels=None)
-        HintonKD(temperature=T, alpha=1.0)(b).total.backward()
+        HintonKD(KDLoss(temperature=T, alpha=1.0))(b).total.backward()
         return b.student_logits.grad.numpy()  # type: ignore[union-attr]
 
     temperatures = (1.0, 4.0, 16.0)
@@ -130,13 +143,13 @@ def test_kd_gradient_magnitude_is_roughly_independent_of_temperature() -> None:
 
 
 def test_half_precision_inputs_are_computed_in_float32() -> None:
-    ref = value(HintonKD(), batch())
+    ref = value(HintonKD(KDLoss()), batch())
     half = batch(teacher_logits=torch.tensor(ZT, dtype=torch.float16))
-    out = HintonKD()(half)
+    out = HintonKD(KDLoss())(half)
     assert out.total.dtype == torch.float32
     assert float(out.total.detach()) == pytest.approx(ref, rel=1e-3)
     bf16 = batch(student_logits=torch.tensor(ZS, dtype=torch.bfloat16, requires_grad=True))
-    assert value(HintonKD(), bf16) == pytest.approx(ref, rel=2e-2)
+    assert value(HintonKD(KDLoss()), bf16) == pytest.approx(ref, rel=2e-2)
 
 
 # --- dkd ------------------------------------------------------------------------------------
@@ -155,7 +168,7 @@ def dkd_parts(p_s: np.ndarray, p_t: np.ndarray, y: np.ndarray, T: float) -> tupl
 def test_dkd_by_hand_with_warmup() -> None:
     T = 4.0
     tckd, nckd = dkd_parts(softmax(ZS, T), softmax(ZT, T), Y, T)
-    term = DecoupledKD(warmup=20.0)
+    term = DecoupledKD(DKDLoss(warmup=20.0))
     assert value(term, batch(epoch=20.0)) == pytest.approx(ce(ZS, Y) + tckd + 8 * nckd, rel=1e-5)
     assert value(term, batch(epoch=35.0)) == pytest.approx(ce(ZS, Y) + tckd + 8 * nckd, rel=1e-5)
     assert value(term, batch(epoch=5.0)) == pytest.approx(
@@ -164,14 +177,14 @@ def test_dkd_by_hand_with_warmup() -> None:
     out = term(batch(epoch=5.0))
     assert float(out.parts["tckd"]) == pytest.approx(tckd, rel=1e-5)
     assert float(out.parts["nckd"]) == pytest.approx(nckd, rel=1e-5)
-    no_ramp = DecoupledKD(alpha=0.5, beta=2.0, warmup=0.0, ce_weight=0.3)
+    no_ramp = DecoupledKD(DKDLoss(alpha=0.5, beta=2.0, warmup=0.0, ce_weight=0.3))
     assert value(no_ramp, batch()) == pytest.approx(
         0.3 * ce(ZS, Y) + 0.5 * tckd + 2.0 * nckd, rel=1e-5
     )
 
 
 def test_dkd_equals_ce_at_epoch_zero() -> None:
-    assert value(DecoupledKD(), batch(epoch=0.0)) == pytest.approx(ce(ZS, Y), rel=1e-6)
+    assert value(DecoupledKD(DKDLoss()), batch(epoch=0.0)) == pytest.approx(ce(ZS, Y), rel=1e-6)
 
 
 def test_dkd_matches_the_official_minus_1000_mask() -> None:
@@ -181,7 +194,7 @@ def test_dkd_matches_the_official_minus_1000_mask() -> None:
     p_s, p_t = softmax(ZS, T), softmax(ZT, T)
     b = lambda p: np.stack([(p * mask).sum(1), (p * (1 - mask)).sum(1)], 1)  # noqa: E731
     official = T * T * (kl(b(p_t), b(p_s)) + 8 * kl(nt_t, nt_s))
-    term = DecoupledKD(temperature=T, warmup=1.0, ce_weight=0.0)
+    term = DecoupledKD(DKDLoss(temperature=T, warmup=1.0, ce_weight=0.0))
     assert value(term, batch(epoch=1.0)) == pytest.approx(official, rel=1e-5)
 
 
@@ -191,7 +204,7 @@ def test_dkd_several_teachers_use_their_mean_softmax_and_gradients_are_finite() 
     p_bar = (softmax(ZT, T) + softmax(zt2, T)) / 2
     tckd, nckd = dkd_parts(softmax(ZS, T), p_bar, Y, T)
     b = batch(teacher_logits=torch.tensor(np.stack([ZT, zt2])), epoch=20.0)
-    out = DecoupledKD()(b)
+    out = DecoupledKD(DKDLoss())(b)
     assert float(out.total.detach()) == pytest.approx(ce(ZS, Y) + tckd + 8 * nckd, rel=1e-5)
     out.total.backward()
     assert torch.isfinite(b.student_logits.grad).all()  # type: ignore[arg-type]
@@ -214,14 +227,18 @@ def pld_by_hand(zs: np.ndarray, zt: np.ndarray, y: np.ndarray, tau: float) -> fl
 @pytest.mark.parametrize("tau", [1.0, 2.5])
 def test_pld_by_hand(tau: float) -> None:
     expected = pld_by_hand(ZS, ZT, Y, tau)
-    assert value(PlackettLuceKD(temperature=tau), batch()) == pytest.approx(expected, rel=1e-5)
+    assert value(PlackettLuceKD(PLDLoss(temperature=tau)), batch()) == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 def test_pld_is_translation_invariant_and_reduces_to_ce_for_a_certain_teacher() -> None:
     shifted = batch(student_logits=torch.tensor(ZS + 7.0))
-    assert value(PlackettLuceKD(), shifted) == pytest.approx(value(PlackettLuceKD(), batch()))
+    assert value(PlackettLuceKD(PLDLoss()), shifted) == pytest.approx(
+        value(PlackettLuceKD(PLDLoss()), batch())
+    )
     certain = batch(teacher_logits=torch.tensor(60.0 * np.eye(3)[Y]))
-    assert value(PlackettLuceKD(), certain) == pytest.approx(ce(ZS, Y), rel=1e-5)
+    assert value(PlackettLuceKD(PLDLoss()), certain) == pytest.approx(ce(ZS, Y), rel=1e-5)
 
 
 # --- nd -------------------------------------------------------------------------------------
@@ -235,7 +252,7 @@ def test_nd_by_hand() -> None:
     # row 0: e = (1, 0), <s, e> = 2, max(|s|, |t|) = sqrt(5) -> 1 - 2 / sqrt(5)
     # row 1: e = (1, 1) / sqrt(2), <s, e> = 1 / sqrt(2), max = 3 -> 1 - 1 / (3 sqrt(2))
     expected = ((1 - 2 / math.sqrt(5)) + (1 - 1 / (3 * math.sqrt(2)))) / 2
-    term = NormDirection(torch.tensor(MEANS), student_dim=2)
+    term = NormDirection(NDLoss(), torch.tensor(MEANS), student_dim=2)
     b = batch(student_features=torch.tensor(s), teacher_features=torch.tensor(t))
     out = term(b)
     assert float(out.total.detach()) == pytest.approx(
@@ -245,7 +262,7 @@ def test_nd_by_hand() -> None:
 
 
 def test_nd_zero_when_parallel_to_the_class_mean_with_at_least_the_teacher_norm() -> None:
-    term = NormDirection(torch.tensor(MEANS), student_dim=2)
+    term = NormDirection(NDLoss(), torch.tensor(MEANS), student_dim=2)
     t = torch.tensor([[0.0, 3.0], [1.0, 1.0]])  # norms 3 and sqrt(2)
     unit = MEANS[Y] / np.linalg.norm(MEANS[Y], axis=1, keepdims=True)
     for scale in (3.0, 10.0):  # ||s|| >= ||t|| in both rows
@@ -258,7 +275,7 @@ def test_nd_zero_when_parallel_to_the_class_mean_with_at_least_the_teacher_norm(
 
 
 def test_nd_projector_and_several_teachers() -> None:
-    term = NormDirection(torch.tensor(MEANS), student_dim=4, weight=1.0)
+    term = NormDirection(NDLoss(weight=1.0), torch.tensor(MEANS), student_dim=4)
     assert isinstance(term.projector, torch.nn.Linear) and term.projector.bias is None
     w = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, -1.0, 0.0]])  # (Dt, Ds)
     with torch.no_grad():
@@ -278,7 +295,7 @@ def test_nd_projector_and_several_teachers() -> None:
 
 
 def test_taid_loss_and_stop_gradient_by_hand() -> None:
-    term = TAID(total_steps=100)
+    term = TAID(TAIDLoss(), total_steps=100)
     t = 0.4
     target = softmax((1 - t) * ZS + t * ZT)
     expected = float(np.mean(-np.sum(target * np.log(softmax(ZS)), -1)))
@@ -291,7 +308,7 @@ def test_taid_loss_and_stop_gradient_by_hand() -> None:
 
 
 def test_taid_schedule_by_hand() -> None:
-    term = TAID(total_steps=100, t_start=0.4, t_end=1.0, alpha=5e-4, beta=0.99)
+    term = TAID(TAIDLoss(t_start=0.4, t_end=1.0, alpha=5e-4, beta=0.99), total_steps=100)
     l1 = value(term, batch())
     term.on_step_end(123.0)  # the term uses its own loss, not the total it is given
     assert float(term.t) == 0.4 and float(term.prev_loss) == pytest.approx(l1)  # records only
@@ -306,7 +323,7 @@ def test_taid_schedule_by_hand() -> None:
     assert float(term.m) == pytest.approx(m, rel=1e-9)
     assert float(term.t) == pytest.approx(expected_t, rel=1e-9)
     # a loss that keeps falling fast drives t above the linear floor
-    fast = TAID(total_steps=10_000, alpha=0.1)
+    fast = TAID(TAIDLoss(alpha=0.1), total_steps=10_000)
     for loss in (1.0, 0.5, 0.25):
         fast.on_step_end(loss)  # no forward recorded: the given loss is used
     assert float(fast.t) > 0.4 + 0.6 * 3 / 10_000
@@ -325,9 +342,9 @@ def test_taid_t_rises_monotonically_to_t_end_and_resumes_from_state_dict() -> No
             ts.append(float(term.t))
         return ts
 
-    term = TAID(total_steps=50, t_start=0.2, t_end=0.9)
+    term = TAID(TAIDLoss(t_start=0.2, t_end=0.9), total_steps=50)
     ts = [0.2, *run(term, 0, 20)]
-    resumed = TAID(total_steps=50, t_start=0.2, t_end=0.9)
+    resumed = TAID(TAIDLoss(t_start=0.2, t_end=0.9), total_steps=50)
     resumed.load_state_dict(term.state_dict())
     assert {"t", "m", "prev_loss", "steps"} <= set(term.state_dict())
     assert float(resumed.t) == float(term.t) and int(resumed.steps) == 20
@@ -399,7 +416,9 @@ def test_topk_uniform_with_k_equal_to_K_is_dense_kd() -> None:
     idx, vals, rest = topk_cache(ZT, 3)
     b = batch(teacher_topk_indices=idx, teacher_topk_values=vals, teacher_rest_mass=rest)
     for rule in ("uniform", "bucket"):
-        assert value(TopKKD(3, rule=rule), b) == pytest.approx(value(HintonKD(), b), rel=1e-5)
+        assert value(TopKKD(TopKKLLoss(rule=rule), num_classes=3), b) == pytest.approx(
+            value(HintonKD(KDLoss()), b), rel=1e-5
+        )
 
 
 def test_topk_rules_by_hand() -> None:
@@ -423,14 +442,14 @@ def test_topk_rules_by_hand() -> None:
         dense[i] = math.log(r / 3) + log_z
         dense[i, top[i]] = z_t[i, top[i]]
     kl_uniform = kl(softmax(dense, T), softmax(z_s, T))
-    assert value(TopKKD(5, temperature=T, rule="uniform"), b) == pytest.approx(
-        0.1 * ce(z_s, y) + 0.9 * T * T * kl_uniform, rel=1e-5
-    )
+    assert value(
+        TopKKD(TopKKLLoss(temperature=T, rule="uniform"), num_classes=5), b
+    ) == pytest.approx(0.1 * ce(z_s, y) + 0.9 * T * T * kl_uniform, rel=1e-5)
     # renormalize: both restricted to the teacher's top-k classes
     kl_renorm = kl(
         softmax(np.take_along_axis(z_t, top, 1), T), softmax(np.take_along_axis(z_s, top, 1), T)
     )
-    out = TopKKD(5, temperature=T, alpha=1.0, rule="renormalize")(b)
+    out = TopKKD(TopKKLLoss(temperature=T, alpha=1.0, rule="renormalize"), num_classes=5)(b)
     assert float(out.total.detach()) == pytest.approx(T * T * kl_renorm, rel=1e-5)
     assert float(out.parts["kl"]) == pytest.approx(kl_renorm, rel=1e-5)
     # bucket: k + 1 bins at temperature T
@@ -438,9 +457,9 @@ def test_topk_rules_by_hand() -> None:
     t_top, s_top = np.take_along_axis(pt, top, 1), np.take_along_axis(ps, top, 1)
     t_bins = np.concatenate([t_top, 1 - t_top.sum(1, keepdims=True)], 1)
     s_bins = np.concatenate([s_top, 1 - s_top.sum(1, keepdims=True)], 1)
-    assert value(TopKKD(5, temperature=T, alpha=1.0, rule="bucket"), b) == pytest.approx(
-        T * T * kl(t_bins, s_bins), rel=1e-5
-    )
+    assert value(
+        TopKKD(TopKKLLoss(temperature=T, alpha=1.0, rule="bucket"), num_classes=5), b
+    ) == pytest.approx(T * T * kl(t_bins, s_bins), rel=1e-5)
 
 
 def test_topk_several_teachers_and_missing_inputs() -> None:
@@ -456,13 +475,15 @@ def test_topk_several_teachers_and_missing_inputs() -> None:
     T = 4.0
     p_bar = np.mean([softmax(np.log(densify_by_hand(zm, 3)), T) for zm in z_t], axis=0)
     expected = T * T * kl(p_bar, softmax(z_s, T))
-    assert value(TopKKD(6, alpha=1.0), b) == pytest.approx(expected, rel=1e-5)
+    assert value(TopKKD(TopKKLLoss(alpha=1.0), num_classes=6), b) == pytest.approx(
+        expected, rel=1e-5
+    )
     with pytest.raises(ValueError, match="takes one teacher's cache"):
-        TopKKD(6, alpha=1.0, rule="bucket")(b)
+        TopKKD(TopKKLLoss(alpha=1.0, rule="bucket"), num_classes=6)(b)
     with pytest.raises(ValueError, match=r"needs \['labels'\]"):
-        TopKKD(6, alpha=0.5)(b)
+        TopKKD(TopKKLLoss(alpha=0.5), num_classes=6)(b)
     with pytest.raises(ValueError, match="built for 7 classes"):
-        TopKKD(7, alpha=1.0)(b)
+        TopKKD(TopKKLLoss(alpha=1.0), num_classes=7)(b)
 
 
 # --- hint and meal --------------------------------------------------------------------------
@@ -472,7 +493,7 @@ def test_hint_by_hand() -> None:
     s = np.array([[1.0, 2.0], [0.0, -1.0]])
     t = np.array([[0.5, 2.0, 1.0], [1.0, -1.0, 0.0]])
     w, bias = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), np.array([0.0, 0.5, -1.0])
-    term = FeatureHint(2, 3)
+    term = FeatureHint(HintLoss(), 2, 3)
     with torch.no_grad():
         term.projector.weight.copy_(torch.tensor(w))
         term.projector.bias.copy_(torch.tensor(bias))
@@ -487,17 +508,19 @@ def test_hint_equal_widths_starts_as_plain_mse_and_averages_teachers() -> None:
     s = np.array([[1.0, 2.0], [0.0, -1.0]])
     t1, t2 = np.array([[0.5, 2.0], [1.0, -1.0]]), np.array([[1.5, 0.0], [1.0, 1.0]])
     b = batch(student_features=torch.tensor(s), teacher_features=torch.tensor(np.stack([t1, t2])))
-    assert value(FeatureHint(2, 2), b) == pytest.approx(np.mean((s - (t1 + t2) / 2) ** 2))
+    assert value(FeatureHint(HintLoss(), 2, 2), b) == pytest.approx(
+        np.mean((s - (t1 + t2) / 2) ** 2)
+    )
 
 
 def test_meal_by_hand() -> None:
     one = float(np.mean(-np.sum(softmax(ZT) * np.log(softmax(ZS)), -1)))
-    assert value(MEALV2(), batch(labels=None)) == pytest.approx(one, rel=1e-6)
+    assert value(MEALV2(MEALLoss()), batch(labels=None)) == pytest.approx(one, rel=1e-6)
     zt2 = ZT * 0.5
     p_bar = (softmax(ZT) + softmax(zt2)) / 2
     expected = float(np.mean(-np.sum(p_bar * np.log(softmax(ZS)), -1)))
     b = batch(teacher_logits=torch.tensor(np.stack([ZT, zt2])), labels=None)
-    assert value(MEALV2(), b) == pytest.approx(expected, rel=1e-6)
+    assert value(MEALV2(MEALLoss()), b) == pytest.approx(expected, rel=1e-6)
 
 
 # --- build_loss and CombinedLoss ------------------------------------------------------------
@@ -602,3 +625,44 @@ def test_every_term_returns_a_loss_output_with_a_scalar_total() -> None:
     total, _ = loss(b)
     total.backward()
     assert torch.isfinite(b.student_logits.grad).all()  # type: ignore[arg-type]
+
+
+# --- the registry: one builder per spec, requirements from the spec --------------------------
+
+
+def test_every_loss_spec_has_exactly_one_registered_builder() -> None:
+    from components.losses.registry import register_loss, registered
+    from schemas.kd.losses import LOSS_SPECS
+
+    builders = registered()
+    assert set(builders) == set(LOSS_SPECS)
+    assert len({id(b) for b in builders.values()}) == len(LOSS_SPECS)
+    with pytest.raises(TypeError, match="KDLoss already has a builder"):
+        register_loss(KDLoss)(lambda spec, ctx: HintonKD(spec))
+    assert registered() == builders  # the refused builder replaced nothing
+
+
+def test_the_registry_alone_finds_every_term_module() -> None:
+    """In a fresh interpreter that imports no term module, the registry imports them all."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from components.losses.registry import registered; "
+        "from schemas.kd.losses import LOSS_SPECS; "
+        "assert 'components.losses.meal' not in sys.modules; "
+        "assert set(registered()) == set(LOSS_SPECS)"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [KDLoss(alpha=1.0), KDLoss(alpha=0.5), TopKKLLoss(rule="renormalize"), TopKKLLoss(alpha=0.3)],
+    ids=repr,
+)
+def test_a_term_requires_what_its_spec_says(spec: KDLoss | TopKKLLoss) -> None:
+    loss = build_loss([spec], num_classes=3)
+    (term,) = loss.terms
+    assert term.requires == spec.requires() == loss.requires
+    assert term.name == spec.type and term.weight == spec.weight
