@@ -234,6 +234,7 @@ def loss_errors(teacher_epochs: int) -> tuple[list[tuple[Any, ...]], str]:
     from components.losses.kd import HintonKD
     from components.losses.topk import RULES, TopKKD
     from components.models.zoo import build_model
+    from schemas.kd.losses import KDLoss, TopKKLLoss
 
     raw = load_mnist5k()
     parts = stratified_split(raw.y, {"train": 0.6, "rest": 0.4}, 0)
@@ -256,13 +257,13 @@ def loss_errors(teacher_epochs: int) -> tuple[list[tuple[Any, ...]], str]:
     rows = []
     for T in TEMPERATURES:
         dense = float(
-            HintonKD(temperature=T, alpha=1.0)(
+            HintonKD(KDLoss(temperature=T, alpha=1.0))(
                 KDBatch(student_logits=z_s, teacher_logits=z_t)
             ).total
         )
         half = z_t.numpy().astype(np.float16)
         fp16 = float(
-            HintonKD(temperature=T, alpha=1.0)(
+            HintonKD(KDLoss(temperature=T, alpha=1.0))(
                 KDBatch(student_logits=z_s, teacher_logits=torch.from_numpy(half))
             ).total
         )
@@ -277,7 +278,7 @@ def loss_errors(teacher_epochs: int) -> tuple[list[tuple[Any, ...]], str]:
                 teacher_rest_mass=rest,
             )
             for rule in RULES:
-                term = TopKKD(10, temperature=T, alpha=1.0, rule=rule)
+                term = TopKKD(TopKKLLoss(temperature=T, alpha=1.0, rule=rule), num_classes=10)
                 rows.append(
                     (T, f"top-{k}", rule, dense, float(term(batch).total), float(rest.mean()))
                 )
