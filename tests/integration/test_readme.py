@@ -1,11 +1,11 @@
-"""The README's examples, executed: its YAML pipelines validate, the Python example builds the
-same spec as the YAML one (which is pipelines/digits_kd.yaml) and runs with progress to a result
-worth having, and the custom component example works."""
+"""The examples of the README and of every guide in docs/, executed: each whole YAML pipeline
+validates, the README's YAML example is pipelines/digits_kd.yaml, the Python example builds the
+same spec and runs with progress to a result worth having, and the custom component example
+works. Every Python example is one of those this file executes."""
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import types
 from pathlib import Path
@@ -15,46 +15,62 @@ import yaml
 
 from orchestrator import Pipeline, load_pipeline, registry, run, validate
 from schemas.engine.pipeline import PipelineSpec
+from tests.support.docs import README, ROOT, Example, all_examples, examples
 
 pytestmark = pytest.mark.ray
-README_PATH = Path(__file__).resolve().parents[2] / "README.md"
-README = README_PATH.read_text()
+PIPELINES = [e for e in all_examples("yaml") if e.is_pipeline()]
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+def _the_python_example(marker: str) -> Example:
+    (example,) = [e for e in all_examples("python") if marker in e.text]
+    return example
 
 
-def pipelines() -> list[str]:
-    return [b for b in blocks("yaml") if b.startswith("name:")]
+def _digits_kd_yaml() -> Example:
+    (example,) = [e for e in PIPELINES if e.text.startswith("name: digits_kd\n")]
+    return example
 
 
-def test_readme_yaml_pipelines_validate(tmp_path: Path) -> None:
-    assert pipelines(), "the README shows no full pipeline"
-    for i, text in enumerate(pipelines()):
-        path = tmp_path / f"readme_{i}.yaml"
-        path.write_text(text)
-        validate(path)
+def test_the_readme_and_the_guides_show_whole_pipelines() -> None:
+    assert any(e.document == README for e in PIPELINES), "the README shows no full pipeline"
+    assert any(e.document != README for e in PIPELINES), "no guide shows a full pipeline"
+
+
+@pytest.mark.parametrize("example", PIPELINES, ids=[e.where for e in PIPELINES])
+def test_yaml_pipelines_validate(example: Example, tmp_path: Path) -> None:
+    path = tmp_path / f"{example.document.stem}_{example.line}.yaml"
+    path.write_text(example.text)
+    validate(path)
 
 
 def test_readme_yaml_example_is_the_digits_recipe() -> None:
-    (text,) = [t for t in pipelines() if t.startswith("name: digits_kd\n")]
-    recipe = load_pipeline(README_PATH.parent / "pipelines" / "digits_kd.yaml").spec
-    shown = yaml.safe_load(text)
+    example = _digits_kd_yaml()
+    assert example in examples(README)
+    recipe = load_pipeline(ROOT / "pipelines" / "digits_kd.yaml").spec
+    shown = yaml.safe_load(example.text)
     assert recipe.model_copy(update={"profiles": {}}) == PipelineSpec.model_validate(shown)
 
 
-def test_readme_python_example_matches_the_yaml_and_runs(
+def test_every_python_example_is_executed() -> None:
+    executed = {
+        _the_python_example("Pipeline(").where,
+        _the_python_example("class CountRows").where,
+    }
+    shown = {e.where for e in all_examples("python")}
+    assert shown == executed, f"Python examples no test executes: {sorted(shown - executed)}"
+
+
+def test_python_example_matches_the_yaml_and_runs(
     ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (python,) = [b for b in blocks("python") if "Pipeline(" in b]
+    example = _the_python_example("Pipeline(")
     yaml_file = tmp_path / "digits_kd.yaml"
-    yaml_file.write_text(pipelines()[0])
+    yaml_file.write_text(_digits_kd_yaml().text)
     cwd = os.getcwd()
     os.chdir(tmp_path)  # the example writes to ./.kdorch
     try:
         namespace: dict[str, object] = {}
-        exec(compile(python, "README.md", "exec"), namespace)
+        exec(compile(example.text, example.where, "exec"), namespace)
     finally:
         os.chdir(cwd)
     built = namespace["p"]
@@ -72,12 +88,12 @@ def test_readme_python_example_matches_the_yaml_and_runs(
     assert "teacher " in out and "x fewer" in out
 
 
-def test_readme_custom_component(tmp_path: Path) -> None:
-    (source,) = [b for b in blocks("python") if "class CountRows" in b]
+def test_custom_component(tmp_path: Path) -> None:
+    example = _the_python_example("class CountRows")
     module = types.ModuleType("readme_example")  # a real module, as a user's would be
     sys.modules[module.__name__] = module
     try:
-        exec(compile(source, "README.md", "exec"), module.__dict__)
+        exec(compile(example.text, example.where, "exec"), module.__dict__)
         p = Pipeline("count")
         data = p.add("data", "dataset", config={"source": "digits", "max_rows": 100})
         p.add("count", module.CountRows, inputs={"data": data.dataset})
