@@ -145,7 +145,7 @@ def test_version_falls_back_to_the_source_tree(monkeypatch: pytest.MonkeyPatch) 
     import importlib
     import importlib.metadata
 
-    cli = importlib.import_module("orchestrator.cli.main")  # the package exports main()
+    cli = importlib.import_module("orchestrator.cli.root")
 
     def not_installed(name: str) -> str:
         raise importlib.metadata.PackageNotFoundError(name)

@@ -75,7 +75,7 @@ def test_boto_credential_lines_only_with_verbose(tmp_path: Path, s3_server: dict
 
 
 def test_kdorch_logger_stays_at_info() -> None:
-    from orchestrator.cli.main import configure_logging
+    from orchestrator.cli.root import configure_logging
 
     configure_logging()
     assert logging.getLogger("kdorch").getEffectiveLevel() == logging.INFO
