@@ -14,7 +14,7 @@ predictors parameter count and MACs. Then the time to score 100 candidates (in R
 one process, one thread) next to the time of one distillation.
 
 The variants re-score the very candidates that were distilled, on the same batch (the
-component's own `scorer`), so only the score changes between rows of the table.
+component's own `search_scorer`), so only the score changes between rows of the table.
 
 Run: ``python benchmarks/diswot_correlation.py [--epochs 3] [--storage DIR]`` (about 10
 minutes on 2 idle CPU cores; a second run reuses every step from the store while the code is
@@ -35,9 +35,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.search.candidates import CandidateSpace
+from components.search.choose import search_scorer
 from components.search.correlation import rank_correlation
 from components.search.parallel import ParallelScorer, score_specs
-from components.search.student_search import StudentSearch
 from orchestrator import Pipeline, run
 from orchestrator.execution.context import StepContext
 from orchestrator.storage.store import ArtifactStore
@@ -150,7 +150,8 @@ def correlation_rows(
     out = []
     for name, change in VARIANTS.items():
         score = config.score.model_copy(update=change)
-        scorer = StudentSearch(config.model_copy(update={"score": score})).scorer(inputs, ctx)
+        variant = config.model_copy(update={"score": score})
+        scorer = search_scorer(ctx, variant, inputs.data, inputs.teacher)
         scores = [s.as_dict() for s in score_specs(scorer, specs)]
         for term, values in (
             ("both", [s["score"] for s in scores]),
@@ -190,7 +191,7 @@ def in_process_seconds(store: ArtifactStore, record: Any) -> float:
     )
     candidates = space.enumerate()[:100]
     started = time.perf_counter()
-    scorer = StudentSearch(config).scorer(inputs, ctx)
+    scorer = search_scorer(ctx, config, inputs.data, inputs.teacher)
     ParallelScorer(scorer, use_ray=False)(candidates)
     return time.perf_counter() - started
 

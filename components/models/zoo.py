@@ -10,6 +10,9 @@ What the methods need (METHODS.md):
   ``forward``, so ``forward(x, features_only=True)`` returns the embedding:
   ``functional_call(model, fast_weights, (x,), {"features_only": True})``.
 
+Every network is built from its torch-free layer plan (`components.models.layers`), the
+description its parameter and MAC counts are read from as well.
+
 All state lives in parameters and buffers (nothing cached between calls), so
 `torch.func.functional_call` and `copy.deepcopy` work on every model.
 """
@@ -26,7 +29,16 @@ import torch
 from pydantic import TypeAdapter
 from torch import nn
 
-from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec, image_shape
+from components.models.layers import (
+    BlockPlan,
+    Conv,
+    Linear,
+    Norm,
+    mlp_plan,
+    mnist_cnn_plan,
+    resnet_plan,
+)
+from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
 
 Intermediates = dict[str, torch.Tensor]
 
@@ -105,22 +117,56 @@ class KDModel(nn.Module):
         return {n: kept[n] for n in names}
 
 
+def _conv(conv: Conv) -> nn.Conv2d:
+    return nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        bias=conv.bias,
+    )
+
+
+def _norm(norm: Norm) -> nn.Module:
+    if norm.kind == "group":
+        return nn.GroupNorm(norm.groups, norm.channels)
+    if norm.kind == "batch":
+        return nn.BatchNorm2d(norm.channels)
+    return nn.Identity()
+
+
+def _linear(linear: Linear) -> nn.Linear:
+    return nn.Linear(linear.in_features, linear.out_features)
+
+
+def _through(
+    h: torch.Tensor, layers: nn.ModuleList, prefix: str, keep: Collection[str], kept: Intermediates
+) -> torch.Tensor:
+    """``h`` through ``layers`` in turn; the output of layer i goes into ``kept`` under
+    ``{prefix}{i}`` when that name is in ``keep``."""
+    for i, layer in enumerate(layers):
+        h = layer(h)
+        if f"{prefix}{i}" in keep:
+            kept[f"{prefix}{i}"] = h
+    return h
+
+
 class MLP(KDModel):
     """Flatten, then ``Linear → activation → dropout`` per hidden width; layers ``hidden{i}``."""
 
     def __init__(self, spec: MLPSpec) -> None:
         super().__init__()
-        assert spec.input_shape is not None and spec.num_classes is not None
+        plan = mlp_plan(spec)
         self.spec = spec
-        self.in_dim = in_dim = math.prod(spec.input_shape)
+        self.in_dim = plan.in_features
         act: type[nn.Module] = nn.ReLU if spec.activation == "relu" else nn.GELU
-        layers: list[nn.Module] = []
-        for width in spec.hidden:
-            layers.append(nn.Sequential(nn.Linear(in_dim, width), act(), nn.Dropout(spec.dropout)))
-            in_dim = width
-        self.layers = nn.ModuleList(layers)
-        self.feature_dim = in_dim
-        self.classifier = nn.Linear(in_dim, spec.num_classes)
+        self.layers = nn.ModuleList(
+            nn.Sequential(_linear(linear), act(), nn.Dropout(spec.dropout))
+            for linear in plan.hidden
+        )
+        self.feature_dim = plan.classifier.in_features
+        self.classifier = _linear(plan.classifier)
 
     def _layer_names(self) -> list[str]:
         return [f"hidden{i}" for i in range(len(self.layers))]
@@ -134,12 +180,8 @@ class MLP(KDModel):
                 f"mlp expects rows of {self.in_dim} values (input_shape "
                 f"{list(self.spec.input_shape or ())}), got a batch of shape {tuple(x.shape)}"
             )
-        h = x.flatten(1)
         kept: Intermediates = {}
-        for i, layer in enumerate(self.layers):
-            h = layer(h)
-            if f"hidden{i}" in keep:
-                kept[f"hidden{i}"] = h
+        h = _through(x.flatten(1), self.layers, "hidden", keep, kept)
         return h, h, kept
 
 
@@ -155,20 +197,6 @@ def _to_image(x: torch.Tensor, shape: tuple[int, int, int], arch: str) -> torch.
     )
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "group":
-        # DomainBed: 8 groups; fewer when 8 does not divide the channels, and never a group of
-        # one channel: a channel normalised alone has spatial mean 0, so after global average
-        # pooling it would be a constant (a narrow CNN's features all constant: it cannot learn).
-        groups = math.gcd(8, channels)
-        while groups > 1 and channels // groups < 2:
-            groups //= 2
-        return nn.GroupNorm(groups, channels)
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    return nn.Identity()
-
-
 class MnistCNN(KDModel):
     """DomainBed's MNIST CNN: ``conv → ReLU → norm`` layers ``conv{i}``, global average pool.
 
@@ -178,26 +206,15 @@ class MnistCNN(KDModel):
 
     def __init__(self, spec: MnistCNNSpec) -> None:
         super().__init__()
-        assert spec.input_shape is not None and spec.num_classes is not None
+        plan = mnist_cnn_plan(spec)
         self.spec = spec
-        self.image_shape = image_shape(spec.input_shape)
-        widths = [spec.width] + [2 * spec.width] * (spec.depth - 1)
-        k = spec.kernel_size
-        convs = []
-        in_ch = self.image_shape[0]
-        for i, out_ch in enumerate(widths):
-            convs.append(
-                nn.Sequential(
-                    nn.Conv2d(in_ch, out_ch, k, stride=2 if i == 1 else 1, padding=k // 2),
-                    nn.ReLU(),
-                    _norm(spec.norm, out_ch),
-                )
-            )
-            in_ch = out_ch
-        self.convs = nn.ModuleList(convs)
+        self.image_shape = plan.image
+        self.convs = nn.ModuleList(
+            nn.Sequential(_conv(layer.conv), nn.ReLU(), _norm(layer.norm)) for layer in plan.convs
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = in_ch
-        self.classifier = nn.Linear(in_ch, spec.num_classes)
+        self.feature_dim = plan.classifier.in_features
+        self.classifier = _linear(plan.classifier)
 
     def _layer_names(self) -> list[str]:
         return [f"conv{i}" for i in range(len(self.convs))]
@@ -206,30 +223,23 @@ class MnistCNN(KDModel):
         self, x: torch.Tensor, keep: Collection[str] = ()
     ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
         """Features = pooled last conv block; feature map = the last conv block's output."""
-        h = _to_image(x, self.image_shape, self.spec.arch)
         kept: Intermediates = {}
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            if f"conv{i}" in keep:
-                kept[f"conv{i}"] = h
+        h = _through(_to_image(x, self.image_shape, self.spec.arch), self.convs, "conv", keep, kept)
         return self.pool(h).flatten(1), h, kept
 
 
 class BasicBlock(nn.Module):
     """Two k x k conv-BN layers and a residual (a 1x1 conv-BN projection when shapes change)."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, kernel_size: int = 3) -> None:
+    def __init__(self, plan: BlockPlan) -> None:
         super().__init__()
-        k, pad = kernel_size, kernel_size // 2
-        self.conv1 = nn.Conv2d(in_ch, out_ch, k, stride, pad, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, k, 1, pad, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.conv1 = _conv(plan.first.conv)
+        self.bn1 = _norm(plan.first.norm)
+        self.conv2 = _conv(plan.second.conv)
+        self.bn2 = _norm(plan.second.norm)
         self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
+        if plan.shortcut is not None:
+            self.shortcut = nn.Sequential(_conv(plan.shortcut.conv), _norm(plan.shortcut.norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
@@ -244,32 +254,16 @@ class ResNetCifar(KDModel):
 
     def __init__(self, spec: ResNetSpec) -> None:
         super().__init__()
-        assert spec.input_shape is not None and spec.num_classes is not None
+        plan = resnet_plan(spec)
         self.spec = spec
-        self.image_shape = image_shape(spec.input_shape)
-        n = (spec.depth - 2) // 6
-        w = spec.width
-        self.stem = nn.Sequential(
-            nn.Conv2d(self.image_shape[0], w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()
+        self.image_shape = plan.image
+        self.stem = nn.Sequential(_conv(plan.stem.conv), _norm(plan.stem.norm), nn.ReLU())
+        self.stages = nn.ModuleList(
+            nn.Sequential(*(BasicBlock(block) for block in stage)) for stage in plan.stages
         )
-        stages: list[nn.Module] = []
-        in_ch = w
-        for i, out_ch in enumerate((w, 2 * w, 4 * w)):
-            blocks = [
-                BasicBlock(
-                    in_ch if j == 0 else out_ch,
-                    out_ch,
-                    2 if (i > 0 and j == 0) else 1,
-                    spec.kernel_size,
-                )
-                for j in range(n)
-            ]
-            stages.append(nn.Sequential(*blocks))
-            in_ch = out_ch
-        self.stages = nn.ModuleList(stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = in_ch
-        self.classifier = nn.Linear(in_ch, spec.num_classes)
+        self.feature_dim = plan.classifier.in_features
+        self.classifier = _linear(plan.classifier)
 
     def _layer_names(self) -> list[str]:
         return ["stem", *(f"stage{i}" for i in range(len(self.stages)))]
@@ -280,10 +274,7 @@ class ResNetCifar(KDModel):
         """Features = pooled last stage; feature map = the last stage's output."""
         h = self.stem(_to_image(x, self.image_shape, self.spec.arch))
         kept: Intermediates = {"stem": h} if "stem" in keep else {}
-        for i, stage in enumerate(self.stages):
-            h = stage(h)
-            if f"stage{i}" in keep:
-                kept[f"stage{i}"] = h
+        h = _through(h, self.stages, "stage", keep, kept)
         return self.pool(h).flatten(1), h, kept
 
 

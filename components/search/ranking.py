@@ -1,6 +1,7 @@
 """What a search hands on: its ranking as a table, the baselines, and the validation sample.
 
-- `ranking_table`: every distinct candidate, best score first (ties: the one found first).
+- `ranking_table`: every distinct candidate, best score first (ties: the one found first);
+  `write_ranking` stores it with the search's history.
 - `largest_candidate`, `random_candidate`: the naive choices a search has to beat — the biggest
   student that fits the caps, and any student that fits them.
 - `validation_sample`: which evaluated candidates to distil for the score's rank correlation.
@@ -14,9 +15,12 @@ import random
 
 import pyarrow as pa
 
-from components.search.candidates import Candidate, CandidateSpace, SearchSpaceError
+from components.artifacts.datasets import parquet_bytes
+from components.search.candidates import Candidate, CandidateSpace
 from components.search.diswot import derive_seed
 from components.search.evolution import Evaluation, SearchResult
+from orchestrator import StepContext
+from schemas.kd.artifacts import SearchRanking
 
 
 def ranked(result: SearchResult) -> list[Evaluation]:
@@ -60,20 +64,26 @@ def history_document(result: SearchResult) -> list[dict[str, object]]:
     return out
 
 
+def write_ranking(ctx: StepContext, result: SearchResult) -> SearchRanking:
+    """``ranking.parquet`` and ``history.json`` into the output ``ranking``."""
+    path = ctx.output_path("ranking")
+    table = ranking_table(result)
+    ctx.store.write_bytes(f"{path}/ranking.parquet", parquet_bytes(table))
+    ctx.store.write_bytes(
+        f"{path}/history.json", json.dumps(history_document(result), indent=1).encode()
+    )
+    return SearchRanking(
+        path=path,
+        candidates=table.num_rows,
+        evaluations=len(result.history),
+        best=result.best.candidate.key,
+    )
+
+
 def largest_candidate(space: CandidateSpace) -> Candidate:
     """The candidate with the most parameters under the caps (ties: most MACs, then the
-    space's order), over the whole space: sizes come from the schema's exact formulas, so no
-    model is built but the winner."""
-    best: tuple[int, int] | None = None
-    where: tuple[str, dict[str, int]] | None = None
-    for arch, block in space.space.arches().items():
-        for choice in block.choices():
-            cost = space.space.cost(arch, choice, space.input_shape, space.num_classes)
-            if space.space.within_caps(cost) and (best is None or cost > best):
-                best, where = cost, (arch, choice)
-    if where is None:
-        raise SearchSpaceError("no candidate fits the caps")
-    return space.candidate(*where)
+    space's order), over the whole space."""
+    return max(space.enumerate(), key=lambda c: (c.parameters, c.macs))
 
 
 def random_candidate(space: CandidateSpace, seed: int) -> Candidate:

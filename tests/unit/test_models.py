@@ -16,6 +16,7 @@ from components.models.checkpoint import (
     decode_checkpoint,
     encode_checkpoint,
 )
+from components.models.layers import plan_of
 from components.models.profile import count_parameters, diswot_init_, estimate_flops
 from components.models.zoo import KDModel, build_model
 from orchestrator import ArtifactError
@@ -237,6 +238,29 @@ def test_flops_by_hand() -> None:
     assert estimate_flops(default, (1, 28, 28)) == (
         28 * 28 * 64 * 9 + 14 * 14 * 128 * 64 * 9 + 2 * 14 * 14 * 128 * 128 * 9 + 128 * K
     )
+
+
+PLANNED = [
+    MLPSpec(hidden=[3], dropout=0.1),
+    MLPSpec(hidden=[3, 3, 3], activation="gelu"),
+    MnistCNNSpec(width=3, depth=2, kernel_size=5, norm="batch"),
+    MnistCNNSpec(width=3, depth=4, kernel_size=5, norm="batch"),
+    MnistCNNSpec(width=2, depth=3, kernel_size=1, norm="none"),
+    MnistCNNSpec(width=3, depth=2),  # GroupNorm of 3 and 6 channels: fewer groups than 8
+    ResNetSpec(depth=8, width=2, kernel_size=5),
+    ResNetSpec(depth=14, width=2, kernel_size=5),
+]
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 9, 7), (64,)], ids=str)
+def test_layer_plans_count_what_the_built_model_measures(shape: tuple[int, ...]) -> None:
+    for spec in PLANNED:
+        spec = spec.model_copy(update={"num_classes": 7, "input_shape": shape})
+        model = build_model(spec, seed=0)
+        measured = (count_parameters(model), estimate_flops(model, shape))
+        assert plan_of(spec).cost() == measured, spec
+    with pytest.raises(ValueError, match="mlp: num_classes and input_shape must be set"):
+        plan_of(MLPSpec())
 
 
 def test_diswot_init_sets_the_stated_values() -> None:

@@ -1,11 +1,16 @@
-"""The student-search schema (messages, size formulas), candidates, evolution and random search."""
+"""The student-search schema (messages), the caps check of `kdorch validate`, candidates,
+evolution and random search."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import random
+import re
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,44 +22,33 @@ from components.models.zoo import build_model
 from components.search.candidates import Candidate, CandidateSpace, SearchSpaceError
 from components.search.diswot import DiswotScorer
 from components.search.evolution import random_search, regularized_evolution, run_search
-from schemas.kd.components.student_search import (
-    MLPKnobs,
-    MnistCNNKnobs,
-    ResNetKnobs,
-    SearchSettings,
-    SearchSpace,
-    StudentSearchConfig,
-)
+from components.search.student_search import StudentSearch
+from orchestrator import ValidationFailed, validate
+from schemas.kd.components import student_search as schema
+from schemas.kd.components.student_search import SearchSettings, SearchSpace, StudentSearchConfig
 from schemas.kd.models import MnistCNNSpec
 
-EXAMPLE = """
-space:
-  mlp: {hidden_width: [256, 32, 64, 128], depth: [1, 2, 3]}
-  mnist_cnn: {width: [4, 8, 16], depth: [2, 3, 4], kernel_size: [3, 5]}
-  resnet_cifar: {depth: [8, 14, 20], width: [8, 16]}
-  max_parameters: 60000
-  max_macs: 3000000
-search: {strategy: evolution, num_candidates: 40, population: 10, sample_size: 4, seed: 0}
-score: {init: default, width_mismatch: project}
-validation: {sample: 6, epochs: 2}
-"""
 MNIST = (1, 12, 12)  # small images keep the tests fast
 
 
-def config() -> StudentSearchConfig:
-    return StudentSearchConfig.model_validate(yaml.safe_load(EXAMPLE))
+def example() -> dict[str, object]:
+    """The config the schema module's docstring shows (its indented block)."""
+    doc = schema.__doc__ or ""
+    block = doc.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    return yaml.safe_load(block)
 
 
-def test_example_parses_sorts_and_round_trips() -> None:
-    cfg = config()
-    assert cfg.space.mlp is not None and cfg.space.mlp.hidden_width == [32, 64, 128, 256]
+def test_the_documented_example_parses_and_round_trips() -> None:
+    cfg = StudentSearchConfig.model_validate(example())
     assert cfg.space.resnet_cifar is not None and cfg.space.resnet_cifar.kernel_size == [3]
-    assert cfg.space.size() == 12 + 18 + 6
+    assert cfg.validation is not None and cfg.validation.sample == 8
+    assert StudentSearch.check_config(cfg) == []
+    space = CandidateSpace(cfg.space, input_shape=(1, 28, 28), num_classes=10)
+    assert space.size() == 12 + 18 + 6
     dumped = yaml.safe_dump(cfg.model_dump(mode="json"))
     assert StudentSearchConfig.model_validate(yaml.safe_load(dumped)) == cfg
-    assert StudentSearchConfig.model_validate(
-        {"space": {"mlp": {"hidden_width": [8], "depth": [1]}}}
-    )
+    mlp = SearchSpace.model_validate({"mlp": {"hidden_width": [256, 32, 64], "depth": [2, 1]}}).mlp
+    assert mlp is not None and mlp.hidden_width == [32, 64, 256] and mlp.depth == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -92,14 +86,27 @@ def test_example_parses_sorts_and_round_trips() -> None:
         ({"mlp": {"hidden_width": [], "depth": [1]}}, r"hidden_width\n.*at least 1 item"),
         ({"mlp": {"widths": [32], "depth": [1]}}, r"mlp\.widths\n.*Extra inputs are not permitted"),
         ({}, r"names no architecture; give at least one of mlp, mnist_cnn, resnet_cifar"),
+    ],
+)
+def test_space_validation_messages(space: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        SearchSpace.model_validate(space)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
         (
             {
                 "mlp": {"hidden_width": [32, 64], "depth": [2]},
                 "resnet_cifar": {"depth": [8], "width": [4]},
                 "max_parameters": 500,
             },
-            r"no candidate fits under the caps.*smallest mlp \(hidden_width=32, depth=2\) has "
-            r"at least 1,186 parameters > max_parameters 500.*smallest resnet_cifar",
+            r"^no candidate fits under the caps, whatever the dataset: the smallest mlp "
+            r"\(hidden_width=32, depth=2\) has at least 1,186 parameters > max_parameters 500; "
+            r"the smallest resnet_cifar \(depth=8, width=4, kernel_size=3\) has at least 5,006 "
+            r"parameters > max_parameters 500\. Raise max_parameters/max_macs or allow smaller "
+            r"knob values\.$",
         ),
         (
             {"mnist_cnn": {"width": [4], "depth": [2]}, "max_macs": 10},
@@ -107,9 +114,36 @@ def test_example_parses_sorts_and_round_trips() -> None:
         ),
     ],
 )
-def test_space_validation_messages(space: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
-        SearchSpace.model_validate(space)
+def test_caps_no_dataset_can_meet_are_a_config_issue(
+    space: dict[str, object], message: str
+) -> None:
+    config = StudentSearchConfig.model_validate({"space": space})  # the schema lets it pass
+    [issue] = StudentSearch.check_config(config)
+    assert issue.field == "space" and issue.hint is None
+    assert re.search(message, issue.message), issue.message
+    fits = {**space, "max_parameters": None, "max_macs": None}
+    assert StudentSearch.check_config(StudentSearchConfig.model_validate({"space": fits})) == []
+
+
+PIPELINE = Path(__file__).parents[2] / "pipelines" / "diswot_search.yaml"
+
+
+def test_validate_refuses_caps_no_dataset_can_meet_without_torch() -> None:
+    cap = "steps.search.config.space.max_macs=10"
+    with pytest.raises(ValidationFailed) as failed:
+        validate(PIPELINE, overrides=[cap])
+    report = str(failed.value)
+    assert "diswot_search.yaml:" in report and "steps[3] (search).config.space" in report
+    assert (
+        "the smallest mlp (hidden_width=16, depth=1) has at least 48 MACs > max_macs 10" in report
+    )
+    code = (
+        "import sys; from orchestrator import ValidationFailed, validate\n"
+        f"try: validate({str(PIPELINE)!r}, overrides=[{cap!r}])\n"
+        "except ValidationFailed: print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 @pytest.mark.parametrize(
@@ -141,30 +175,13 @@ def test_settings_validation_messages(settings: dict[str, object], message: str)
 
 
 def test_validation_block_needs_enough_candidates() -> None:
-    data = yaml.safe_load(EXAMPLE)
-    data["validation"]["sample"] = 41
+    data = example()
+    data["validation"]["sample"] = 101  # type: ignore[index]
     with pytest.raises(
         ValidationError,
-        match=r"validation.sample \(41\) is larger than search.num_candidates \(40\)",
+        match=r"validation.sample \(101\) is larger than search.num_candidates \(100\)",
     ):
         StudentSearchConfig.model_validate(data)
-
-
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 9, 7), (64,)])
-def test_schema_size_formulas_equal_the_zoo(shape: tuple[int, ...]) -> None:
-    blocks = [
-        MLPKnobs(hidden_width=[3], depth=[1, 3], dropout=0.1),
-        MnistCNNKnobs(width=[3], depth=[2, 4], kernel_size=[5], norm="batch"),
-        MnistCNNKnobs(width=[2], depth=[3], kernel_size=[1], norm="none"),
-        MnistCNNKnobs(width=[3], depth=[2]),
-        ResNetKnobs(depth=[8, 14], width=[2], kernel_size=[5]),
-    ]
-    for block in blocks:
-        for choice in block.choices():
-            spec = {**block.to_spec_fields(choice), "num_classes": 7, "input_shape": shape}
-            model = build_model(spec, seed=0)
-            measured = (count_parameters(model), estimate_flops(model, shape))
-            assert block.cost(choice, shape, 7) == measured, (block.arch, choice)
 
 
 def small_space(**caps: int) -> SearchSpace:
@@ -188,6 +205,7 @@ def test_candidates_are_valid_specs_under_the_caps() -> None:
         assert candidate.parameters <= CAPS["max_parameters"] and candidate.macs <= CAPS["max_macs"]
         model = build_model(candidate.spec)  # as is
         assert count_parameters(model) == candidate.parameters
+        assert estimate_flops(model, MNIST) == candidate.macs
         assert model(torch.zeros(2, *MNIST)).shape == (2, 10)
     cnn = space.candidate("mnist_cnn", {"width": 4, "depth": 3, "kernel_size": 5})
     assert cnn.spec == MnistCNNSpec(

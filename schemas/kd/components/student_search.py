@@ -13,25 +13,27 @@ per knob of one architecture, and becomes a `schemas.kd.models` spec (`to_spec_f
     score: {init: default, width_mismatch: project}
     validation: {sample: 8, epochs: 3}
 
-Every knob value is checked against the zoo's spec classes (ResNet depth 6n+2, odd kernels, the
-MNIST CNN's depth range...), and a space whose smallest candidate of every architecture already
-exceeds a cap is refused. Input shape and class count come from the dataset at run time, so
-this check uses the smallest ones possible (one input value, a 1x1 image, two classes): it
-refuses only spaces that can fit no dataset. `SearchSpace.cost` computes the exact figures once
-they are known, without torch (the search itself measures them on the built zoo models; a test
-keeps the two equal).
+Every knob value is checked here against the zoo's spec classes (ResNet depth 6n+2, odd
+kernels, the MNIST CNN's depth range...). What a candidate costs is the zoo's business
+(`components.models.layers`); a space whose smallest candidate of every architecture exceeds
+a cap whatever the dataset is refused by `kdorch validate` (`StudentSearch.check_config`).
 
 No torch here: `kdorch validate` imports the schemas.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from schemas.base import Model
 from schemas.kd.artifacts import (
@@ -43,10 +45,7 @@ from schemas.kd.artifacts import (
 )
 from schemas.kd.components.training import OptimizerConfig
 from schemas.kd.losses import KDLoss, LossSpec
-from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpecValue, ResNetSpec, image_shape
-
-Cost = tuple[int, int]
-"""(parameters, multiply-accumulates for one input row)."""
+from schemas.kd.models import AnyModelSpec, MLPSpec, MnistCNNSpec, ModelSpecValue, ResNetSpec
 
 Choice = dict[str, int]
 """One value per knob of an architecture, e.g. ``{"width": 16, "depth": 3}``."""
@@ -75,71 +74,65 @@ def _values(description: str) -> Any:
     return Field(min_length=1, description=description)
 
 
-def _same_padding(size: int, stride: int) -> int:
-    """Output side of a k x k conv with padding k // 2 (k odd) and the given stride."""
-    return (size - 1) // stride + 1
+def _kernel_sizes(description: str) -> Any:
+    return Field(default_factory=lambda: [3], min_length=1, description=description)
 
 
-class _Knobs(Model):
-    """Allowed values of each knob of one architecture, plus its fixed (not searched) fields."""
+class Knobs(Model):
+    """Allowed values of each knob of one architecture, plus its fixed (not searched) fields.
+
+    Each knob value is checked by the zoo spec it makes (`spec_of`); a subclass names its
+    architecture, its knobs (in order) and the spec class a knob value sets a field of.
+    """
 
     arch: ClassVar[str]
     knobs: ClassVar[tuple[str, ...]]
+    spec_class: ClassVar[type[AnyModelSpec]]
+
+    @classmethod
+    def spec_of(cls, knob: str, value: int) -> AnyModelSpec:
+        """A spec with ``knob`` at ``value``, the rest at defaults: it validates iff the value
+        is valid for the zoo."""
+        return cls.spec_class(**{knob: value})
+
+    @field_validator("*")
+    @classmethod
+    def _valid_knob(cls, value: Any, info: ValidationInfo) -> Any:
+        knob = info.field_name
+        if knob not in cls.knobs:
+            return value  # a fixed field: its own type checks it
+        return _check_knob(cls.arch, knob, value, lambda v: cls.spec_of(knob, v))
 
     def values(self) -> dict[str, list[int]]:
         """Knob name -> allowed values (sorted), in the order of `knobs`."""
         return {k: list(getattr(self, k)) for k in self.knobs}
 
-    def size(self) -> int:
-        """Number of candidates of this architecture (before caps)."""
-        return math.prod(len(v) for v in self.values().values())
-
-    def choices(self) -> Iterator[Choice]:
-        """Every candidate, knobs varying fastest from the last one."""
-        values = self.values()
-        for combo in itertools.product(*values.values()):
-            yield dict(zip(values, combo, strict=True))
-
-    def smallest(self) -> Choice:
-        """The cheapest candidate: every cost grows with every knob."""
-        return {k: v[0] for k, v in self.values().items()}
-
     def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
-        """The `schemas.kd.models` spec fields (without num_classes/input_shape) of a choice."""
-        raise NotImplementedError
-
-    def cost(
-        self, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
-    ) -> Cost:
-        """Exact parameters and MACs of a candidate, counted as the zoo counts them."""
-        raise NotImplementedError
+        """The `schemas.kd.models` spec fields (without num_classes/input_shape) of a choice:
+        the fixed fields, and each knob's value in the spec field of its name."""
+        fixed = self.model_dump(exclude=set(self.knobs))
+        return {"arch": self.arch, **fixed, **{k: choice[k] for k in self.knobs}}
 
 
-class MLPKnobs(_Knobs):
+class MLPKnobs(Knobs):
     """MLP candidates: ``depth`` hidden layers, all ``hidden_width`` wide."""
 
     arch: ClassVar[str] = "mlp"
     knobs: ClassVar[tuple[str, ...]] = ("hidden_width", "depth")
+    spec_class: ClassVar[type[AnyModelSpec]] = MLPSpec
 
     hidden_width: list[int] = _values("Widths of the hidden layers (all layers share one).")
     depth: list[int] = _values("Numbers of hidden layers (>= 1).")
     activation: Literal["relu", "gelu"] = Field("relu", description="Fixed for every candidate.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Fixed for every candidate.")
 
-    @field_validator("hidden_width")
     @classmethod
-    def _widths(cls, value: list[int]) -> list[int]:
-        return _check_knob("mlp", "hidden_width", value, lambda v: MLPSpec(hidden=[v]))
-
-    @field_validator("depth")
-    @classmethod
-    def _depths(cls, value: list[int]) -> list[int]:
-        def spec_of(v: int) -> MLPSpec:
-            if v < 1:
-                raise ValueError(f"an MLP needs at least one hidden layer, got {v}")
-            return MLPSpec(hidden=[1] * v)
-
-        return _check_knob("mlp", "depth", value, spec_of)
+    def spec_of(cls, knob: str, value: int) -> AnyModelSpec:
+        if knob == "hidden_width":
+            return MLPSpec(hidden=[value])
+        if value < 1:
+            raise ValueError(f"an MLP needs at least one hidden layer, got {value}")
+        return MLPSpec(hidden=[1] * value)
 
     def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
         return {
@@ -149,124 +142,32 @@ class MLPKnobs(_Knobs):
             "dropout": self.dropout,
         }
 
-    def cost(
-        self, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
-    ) -> Cost:
-        w, d, k = choice["hidden_width"], choice["depth"], num_classes
-        d_in = math.prod(input_shape)
-        params = (d_in * w + w) + (d - 1) * (w * w + w) + (w * k + k)
-        macs = d_in * w + (d - 1) * w * w + w * k
-        return params, macs
 
-
-class MnistCNNKnobs(_Knobs):
+class MnistCNNKnobs(Knobs):
     """DomainBed MNIST CNN candidates (channels width, 2·width, ...; stride 2 on conv 2)."""
 
     arch: ClassVar[str] = "mnist_cnn"
     knobs: ClassVar[tuple[str, ...]] = ("width", "depth", "kernel_size")
+    spec_class: ClassVar[type[AnyModelSpec]] = MnistCNNSpec
 
     width: list[int] = _values("Channels of the first conv (later ones: 2 x width).")
     depth: list[int] = _values("Numbers of conv layers (2..8).")
-    kernel_size: list[int] = Field(
-        default_factory=lambda: [3], min_length=1, description="Odd kernel sizes (1..7)."
-    )
+    kernel_size: list[int] = _kernel_sizes("Odd kernel sizes (1..7).")
     norm: Literal["group", "batch", "none"] = Field(
         "group", description="Fixed for every candidate."
     )
 
-    @field_validator("width")
-    @classmethod
-    def _widths(cls, value: list[int]) -> list[int]:
-        return _check_knob("mnist_cnn", "width", value, lambda v: MnistCNNSpec(width=v))
 
-    @field_validator("depth")
-    @classmethod
-    def _depths(cls, value: list[int]) -> list[int]:
-        return _check_knob("mnist_cnn", "depth", value, lambda v: MnistCNNSpec(depth=v))
-
-    @field_validator("kernel_size")
-    @classmethod
-    def _kernels(cls, value: list[int]) -> list[int]:
-        return _check_knob("mnist_cnn", "kernel_size", value, lambda v: MnistCNNSpec(kernel_size=v))
-
-    def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
-        return {"arch": "mnist_cnn", "norm": self.norm, **{k: choice[k] for k in self.knobs}}
-
-    def cost(
-        self, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
-    ) -> Cost:
-        w, d, k = choice["width"], choice["depth"], choice["kernel_size"]
-        c, h, wd = image_shape(input_shape)
-        widths = [w] + [2 * w] * (d - 1)
-        params = macs = 0
-        for i, out_ch in enumerate(widths):
-            if i == 1:
-                h, wd = _same_padding(h, 2), _same_padding(wd, 2)
-            params += c * out_ch * k * k + out_ch + (0 if self.norm == "none" else 2 * out_ch)
-            macs += h * wd * out_ch * c * k * k
-            c = out_ch
-        return params + c * num_classes + num_classes, macs + c * num_classes
-
-
-class ResNetKnobs(_Knobs):
+class ResNetKnobs(Knobs):
     """CIFAR ResNet candidates: depth 6n+2, stage widths w, 2w, 4w, k x k BasicBlock convs."""
 
     arch: ClassVar[str] = "resnet_cifar"
     knobs: ClassVar[tuple[str, ...]] = ("depth", "width", "kernel_size")
+    spec_class: ClassVar[type[AnyModelSpec]] = ResNetSpec
 
     depth: list[int] = _values("Depths, each 6n+2: 8, 14, 20, 32, 44, 56, 110.")
     width: list[int] = _values("Channels of the first stage.")
-    kernel_size: list[int] = Field(
-        default_factory=lambda: [3], min_length=1, description="Odd BasicBlock kernels (1..7)."
-    )
-
-    @field_validator("depth")
-    @classmethod
-    def _depths(cls, value: list[int]) -> list[int]:
-        return _check_knob("resnet_cifar", "depth", value, lambda v: ResNetSpec(depth=v))
-
-    @field_validator("width")
-    @classmethod
-    def _widths(cls, value: list[int]) -> list[int]:
-        return _check_knob("resnet_cifar", "width", value, lambda v: ResNetSpec(width=v))
-
-    @field_validator("kernel_size")
-    @classmethod
-    def _kernels(cls, value: list[int]) -> list[int]:
-        return _check_knob(
-            "resnet_cifar", "kernel_size", value, lambda v: ResNetSpec(kernel_size=v)
-        )
-
-    def to_spec_fields(self, choice: Mapping[str, int]) -> dict[str, Any]:
-        return {"arch": "resnet_cifar", **{k: choice[k] for k in self.knobs}}
-
-    def cost(
-        self, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
-    ) -> Cost:
-        n, w, k = (choice["depth"] - 2) // 6, choice["width"], choice["kernel_size"]
-        c, h, wd = image_shape(input_shape)
-        params = c * w * 9 + 2 * w  # 3x3 stem conv (no bias) + BN
-        macs = h * wd * w * c * 9
-        in_ch = w
-        for stage, out_ch in enumerate((w, 2 * w, 4 * w)):
-            for block in range(n):
-                stride = 2 if stage > 0 and block == 0 else 1
-                if stride == 2:
-                    h, wd = _same_padding(h, 2), _same_padding(wd, 2)
-                params += (in_ch + out_ch) * out_ch * k * k + 4 * out_ch  # two convs + two BNs
-                macs += h * wd * (in_ch + out_ch) * out_ch * k * k
-                if stride != 1 or in_ch != out_ch:  # 1x1 projection + BN
-                    params += in_ch * out_ch + 2 * out_ch
-                    macs += h * wd * in_ch * out_ch
-                in_ch = out_ch
-        return params + in_ch * num_classes + num_classes, macs + in_ch * num_classes
-
-
-_SMALLEST_SHAPE: dict[str, tuple[int, ...]] = {
-    "mlp": (1,),
-    "mnist_cnn": (1, 1, 1),
-    "resnet_cifar": (1, 1, 1),
-}
+    kernel_size: list[int] = _kernel_sizes("Odd BasicBlock kernels (1..7).")
 
 
 class SearchSpace(Model):
@@ -282,62 +183,23 @@ class SearchSpace(Model):
         None, ge=1, description="Cap on multiply-accumulates for one input row (convs, linears)."
     )
 
-    def arches(self) -> dict[str, _Knobs]:
+    def arches(self) -> dict[str, Knobs]:
         """Architecture key -> its knobs, for the architectures present (zoo order)."""
-        blocks: dict[str, _Knobs | None] = {
+        blocks: dict[str, Knobs | None] = {
             "mlp": self.mlp,
             "mnist_cnn": self.mnist_cnn,
             "resnet_cifar": self.resnet_cifar,
         }
         return {arch: block for arch, block in blocks.items() if block is not None}
 
-    def size(self) -> int:
-        """Number of candidates before caps."""
-        return sum(block.size() for block in self.arches().values())
-
-    def within_caps(self, cost: Cost) -> bool:
-        """Whether (parameters, MACs) respect both caps."""
-        params, macs = cost
-        return (self.max_parameters is None or params <= self.max_parameters) and (
-            self.max_macs is None or macs <= self.max_macs
-        )
-
-    def cost(
-        self, arch: str, choice: Mapping[str, int], input_shape: tuple[int, ...], num_classes: int
-    ) -> Cost:
-        """Exact (parameters, MACs) of a candidate for a dataset's input shape and classes."""
-        return self.arches()[arch].cost(choice, tuple(input_shape), num_classes)
-
-    def _cap_excess(self, cost: Cost) -> str:
-        params, macs = cost
-        parts = []
-        if self.max_parameters is not None and params > self.max_parameters:
-            parts.append(f"{params:,} parameters > max_parameters {self.max_parameters:,}")
-        if self.max_macs is not None and macs > self.max_macs:
-            parts.append(f"{macs:,} MACs > max_macs {self.max_macs:,}")
-        return " and ".join(parts)
-
     @model_validator(mode="after")
-    def _feasible(self) -> SearchSpace:
-        arches = self.arches()
-        if not arches:
+    def _names_an_architecture(self) -> SearchSpace:
+        if not self.arches():
             raise ValueError(
                 "the search space names no architecture; give at least one of mlp, mnist_cnn, "
                 "resnet_cifar with the values of its knobs"
             )
-        reasons = []
-        for arch, block in arches.items():
-            smallest = block.smallest()
-            bound = block.cost(smallest, _SMALLEST_SHAPE[arch], 2)
-            if self.within_caps(bound):
-                return self
-            knobs = ", ".join(f"{k}={v}" for k, v in smallest.items())
-            reasons.append(f"the smallest {arch} ({knobs}) has at least {self._cap_excess(bound)}")
-        raise ValueError(
-            "no candidate fits under the caps, whatever the dataset: "
-            + "; ".join(reasons)
-            + ". Raise max_parameters/max_macs or allow smaller knob values."
-        )
+        return self
 
 
 class SearchSettings(Model):
