@@ -8,16 +8,12 @@ one temp dir, and two nodes unpacking the same working_dir package there at once
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.autoscaling import ROOT, kdorch, local_cluster, node_counts
+from tests.support.autoscaling import kdorch, local_cluster, submitted
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -42,69 +38,27 @@ steps:
 """
 
 
-@pytest.fixture()
-def cluster(s3_server: dict) -> Iterator[Any]:
-    with local_cluster(head_cpus=1, worker_cpus=2, max_workers=2, idle_timeout_s=5) as local:
-        yield local
+def test_steps_spread_over_nodes_the_autoscaler_adds(s3_server: dict, tmp_path: Path) -> None:
+    with (
+        local_cluster(head_cpus=1, worker_cpus=2, max_workers=2, idle_timeout_s=5) as cluster,
+        submitted(cluster, s3_server, f"autoscale-{tmp_path.name}", PIPELINE) as first,
+    ):
+        status = kdorch("status", first.job, "--address", cluster.dashboard_url)
+        assert status.returncode == 0 and "SUCCEEDED" in status.stdout, status.stdout
+        assert "6 ran" in status.stdout, status.stdout
+        logs = kdorch("logs", first.job, "--address", cluster.dashboard_url)
+        assert "wide[5]" in logs.stdout
 
+        nodes = {s["step_id"]: s["node"] for s in first.record()["steps"]}
+        wide_nodes = {nodes[f"wide[{f}]"] for f in (2, 3, 4, 5)}
+        assert len(wide_nodes) >= 2, nodes  # the fan-out ran on more than one node
+        assert max(n for _, n in first.counts) >= 2, first.counts  # the autoscaler added nodes
 
-def test_steps_spread_over_nodes_the_autoscaler_adds(
-    cluster: Any, s3_server: dict, tmp_path: Path
-) -> None:
-    pipeline = ROOT / "tests" / "resources" / f"autoscale-{tmp_path.name}.yaml"
-    pipeline.write_text(PIPELINE.format(endpoint=s3_server["endpoint"]))
-    storage = f"s3://{s3_server['bucket']}/autoscale-{tmp_path.name}"
-    try:
-        with node_counts(cluster) as counts:
-            first = kdorch(
-                "submit",
-                str(pipeline.relative_to(ROOT)),
-                "--address",
-                cluster.dashboard_url,
-                "--storage",
-                storage,
-                "--no-ship",
-            )
-            assert first.returncode == 0, first.stderr[-4000:]
-            job = re.search(r"submitted job (\S+)", first.stderr)
-            assert job, first.stderr
-            status = kdorch("status", job.group(1), "--address", cluster.dashboard_url)
-            assert status.returncode == 0 and "SUCCEEDED" in status.stdout, status.stdout
-            assert "6 ran" in status.stdout, status.stdout
-            logs = kdorch("logs", job.group(1), "--address", cluster.dashboard_url)
-            assert "wide[5]" in logs.stdout
+        again = first.submit()
+        cached = kdorch("status", again, "--address", cluster.dashboard_url)
+        assert "6 cached" in cached.stdout, cached.stdout
 
-            import s3fs
-
-            fs = s3fs.S3FileSystem(**s3_server["storage_options"])
-            record = json.loads(
-                fs.cat_file(
-                    f"{s3_server['bucket']}/autoscale-{tmp_path.name}/runs/{job.group(1)}/run.json"
-                )
-            )
-            nodes = {s["step_id"]: s["node"] for s in record["steps"]}
-            wide_nodes = {nodes[f"wide[{f}]"] for f in (2, 3, 4, 5)}
-            assert len(wide_nodes) >= 2, nodes  # the fan-out ran on more than one node
-            assert max(n for _, n in counts) >= 2, counts  # the autoscaler added nodes
-
-            second = kdorch(
-                "submit",
-                str(pipeline.relative_to(ROOT)),
-                "--address",
-                cluster.dashboard_url,
-                "--storage",
-                storage,
-                "--no-ship",
-            )
-            assert second.returncode == 0, second.stderr[-3000:]
-            again = re.search(r"submitted job (\S+)", second.stderr)
-            assert again
-            cached = kdorch("status", again.group(1), "--address", cluster.dashboard_url)
-            assert "6 cached" in cached.stdout, cached.stdout
-
-            deadline = time.monotonic() + 120
-            while len(cluster.nodes()) > 1 and time.monotonic() < deadline:
-                time.sleep(1.0)
-            assert len(cluster.nodes()) == 1, "idle worker nodes were not removed"
-    finally:
-        pipeline.unlink(missing_ok=True)
+        deadline = time.monotonic() + 120
+        while len(cluster.nodes()) > 1 and time.monotonic() < deadline:
+            time.sleep(1.0)
+        assert len(cluster.nodes()) == 1, "idle worker nodes were not removed"

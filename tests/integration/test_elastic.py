@@ -6,15 +6,11 @@ continues where it was. Each epoch's history records how many workers ran it."""
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.autoscaling import ROOT, kdorch, local_cluster, node_counts
+from tests.support.autoscaling import local_cluster, submitted
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -36,47 +32,19 @@ steps:
 """
 
 
-@pytest.fixture()
-def cluster(s3_server: dict) -> Iterator[Any]:
-    with local_cluster(head_cpus=1, worker_cpus=1, max_workers=1, idle_timeout_s=5) as local:
-        yield local
-
-
-def test_training_grows_when_the_autoscaler_adds_a_node(
-    cluster: Any, s3_server: dict, tmp_path: Path
-) -> None:
-    pipeline = ROOT / "tests" / "resources" / f"elastic-{tmp_path.name}.yaml"
-    pipeline.write_text(PIPELINE.format(endpoint=s3_server["endpoint"]))
-    prefix = f"{s3_server['bucket']}/elastic-{tmp_path.name}"
-    try:
-        with node_counts(cluster) as counts:
-            submitted = kdorch(
-                "submit",
-                str(pipeline.relative_to(ROOT)),
-                "--address",
-                cluster.dashboard_url,
-                "--storage",
-                f"s3://{prefix}",
-                "--no-ship",
-            )
-            assert submitted.returncode == 0, submitted.stderr[-4000:]
-            job = re.search(r"submitted job (\S+)", submitted.stderr)
-            assert job, submitted.stderr
-
-            import s3fs
-
-            fs = s3fs.S3FileSystem(**s3_server["storage_options"])
-            record = json.loads(fs.cat_file(f"{prefix}/runs/{job.group(1)}/run.json"))
-            grow = next(s for s in record["steps"] if s["step_id"] == "grow")
-            history = grow["outputs"]["history"]
-            workers = [int(epoch["workers"]) for epoch in history]
-            print("workers per epoch:", workers)
-            # Every epoch once, the last included (the weights come from the last checkpoint).
-            assert [int(epoch["epoch"]) for epoch in history] == list(range(100))
-            # Started with the one worker the head could hold, grew to two, never shrank.
-            assert workers[0] == 1 and workers[-1] == 2 and workers == sorted(workers), workers
-            assert grow["outputs"]["model"]["metrics"]["resumes"] >= 1
-            assert grow["outputs"]["metrics"]["val_accuracy"] > 0.5  # it trained, across the resize
-            assert max(n for _, n in counts) == 2, counts
-    finally:
-        pipeline.unlink(missing_ok=True)
+def test_training_grows_when_the_autoscaler_adds_a_node(s3_server: dict, tmp_path: Path) -> None:
+    with (
+        local_cluster(head_cpus=1, worker_cpus=1, max_workers=1, idle_timeout_s=5) as cluster,
+        submitted(cluster, s3_server, f"elastic-{tmp_path.name}", PIPELINE) as run,
+    ):
+        grow = next(s for s in run.record()["steps"] if s["step_id"] == "grow")
+        history = grow["outputs"]["history"]
+        workers = [int(epoch["workers"]) for epoch in history]
+        print("workers per epoch:", workers)
+        # Every epoch once, the last included (the weights come from the last checkpoint).
+        assert [int(epoch["epoch"]) for epoch in history] == list(range(100))
+        # Started with the one worker the head could hold, grew to two, never shrank.
+        assert workers[0] == 1 and workers[-1] == 2 and workers == sorted(workers), workers
+        assert grow["outputs"]["model"]["metrics"]["resumes"] >= 1
+        assert grow["outputs"]["metrics"]["val_accuracy"] > 0.5  # it trained, across the resize
+        assert max(n for _, n in run.counts) == 2, run.counts

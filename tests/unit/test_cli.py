@@ -7,30 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from tests.support.cli import kdorch, toy_pipeline
 
 BAD = Path(__file__).parent.parent / "resources" / "bad"
-GOOD = """\
-name: cli
-steps:
-- id: src
-  component: toy_source
-- id: scaled
-  component: toy_scale
-  matrix: {factor: [2, 3]}
-  inputs: {numbers: src.numbers}
-  config: {factor: "${factor}"}
-- id: total
-  component: toy_gather
-  inputs: {parts: "scaled[*].numbers"}
-"""
-
-
-def kdorch(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-        raise SystemExit(0)
-    return int(info.value.code or 0)
+GOOD = toy_pipeline("cli")
 
 
 @pytest.fixture

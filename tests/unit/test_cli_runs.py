@@ -13,34 +13,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator import ConfigError
-from orchestrator.cli import main
 from orchestrator.storage.options import merge_options, parse_storage_options
 from orchestrator.storage.runs import observed_status
 from orchestrator.storage.store import ArtifactStore
 from schemas.engine.run import RunRecord, RunStatus, StepRecord, StepStatus
 from schemas.engine.storage import StorageOptions
+from tests.support.cli import kdorch, toy_pipeline
 
-PIPELINE = """\
-name: cli_runs
-steps:
-- id: src
-  component: toy_source
-- id: scaled
-  component: toy_scale
-  matrix: {factor: [2, 3]}
-  inputs: {numbers: src.numbers}
-  config: {factor: "${factor}"}
-- id: total
-  component: toy_gather
-  inputs: {parts: "scaled[*].numbers"}
-"""
-
-
-def kdorch(*args: str) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-        raise SystemExit(0)
-    return int(info.value.code or 0)
+PIPELINE = toy_pipeline("cli_runs")
 
 
 @pytest.fixture
