@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from orchestrator import StepContext
 from schemas.kd.artifacts import Dataset, ModelCheckpoint
 from schemas.kd.models import ModelSpec
+
+if TYPE_CHECKING:
+    from components.training.trainer import FitResult
 
 
 def fit_spec_to_dataset(spec: ModelSpec, dataset: Dataset) -> ModelSpec:
@@ -67,6 +70,20 @@ def export_model(
         extra={"history": [without_wall_clock(h) for h in history]},
     )
     return checkpoint.model_copy(update={"trained_domains": list(domains or [])})
+
+
+def export_trained(
+    ctx: StepContext, spec: ModelSpec, result: FitResult, data: Dataset, settings: Any
+) -> ModelCheckpoint:
+    """`export_model` for a training step's `FitResult` on ``data``, with the domains it used."""
+    return export_model(
+        ctx,
+        spec,
+        result.student_state,
+        result.metrics,
+        result.history,
+        trained_domains(data, settings),
+    )
 
 
 WALL_CLOCK_KEYS = frozenset({"seconds"})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from orchestrator import Component, StepContext
+from components.training.resources import TrainingComponent
+from orchestrator import StepContext
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.distill import DistillConfig, DistillInputs, DistillOutputs
 from schemas.kd.models import ModelSpec
 
 
-class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
+class Distill(TrainingComponent[DistillConfig, DistillInputs, DistillOutputs]):
     """Distil one or more teachers into a student with a weighted sum of KD losses.
 
     Teacher outputs come from logit caches (`logits`: read once, joined to the rows by row_id)
@@ -28,30 +29,6 @@ class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
     default_resources = Resources(num_cpus=1)
     deterministic = False
 
-    @classmethod
-    def task_resources(cls, config: DistillConfig) -> Resources:
-        from components.training.resources import task_resources
-
-        return task_resources(config)
-
-    @classmethod
-    def resource_demand(cls, config: DistillConfig) -> dict[str, float]:
-        from components.training.resources import worker_demand
-
-        return worker_demand(config)
-
-    @classmethod
-    def task_retries(cls, config: DistillConfig) -> int:
-        return config.scaling.max_failures if config.runs_in_process() else 0
-
-    def check_inputs(self, inputs: DistillInputs) -> None:
-        """Refuse combinations that cannot work before anything trains."""
-        from components.training.distillation import check_teacher_inputs, kept_teachers
-
-        self.student_spec(inputs)
-        kept = kept_teachers(self.config, inputs.logits or [], inputs.teachers or [])
-        check_teacher_inputs(self.config, *kept)
-
     def student_spec(self, inputs: DistillInputs) -> ModelSpec:
         """The `student` input's spec when connected, else `config.student`."""
         if inputs.student is not None:
@@ -65,15 +42,15 @@ class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
         return self.config.student
 
     def run(self, inputs: DistillInputs, ctx: StepContext) -> DistillOutputs:
-        from components.training.common import export_model, fit_spec_to_dataset, trained_domains
+        from components.training.common import export_trained, fit_spec_to_dataset
         from components.training.distillation import distill_student
 
         cfg, data = self.config, inputs.data
-        self.check_inputs(inputs)
+        student = self.student_spec(inputs)
         if inputs.student is not None and cfg.student is not None:
             ctx.log("the `student` input replaces config.student")
-        spec = fit_spec_to_dataset(self.student_spec(inputs), data)
-        result = distill_student(
+        spec = fit_spec_to_dataset(student, data)
+        result = distill_student(  # checks the teacher inputs before anything trains
             ctx,
             cfg,
             spec,
@@ -83,12 +60,5 @@ class Distill(Component[DistillConfig, DistillInputs, DistillOutputs]):
             init=inputs.init,
         )
         ctx.log("distilled %s: val accuracy %.4f", spec.arch, result.metrics["val_accuracy"])
-        model = export_model(
-            ctx,
-            spec,
-            result.student_state,
-            result.metrics,
-            result.history,
-            trained_domains(data, cfg),
-        )
+        model = export_trained(ctx, spec, result, data, cfg)
         return DistillOutputs(model=model, metrics=result.metrics, history=result.history)

@@ -100,6 +100,16 @@ def kept_teachers(
     return kept_logits, kept_online
 
 
+def checked_teachers(
+    cfg: DistillConfig, logits: Sequence[LogitShards], teachers: Sequence[ModelCheckpoint]
+) -> tuple[list[LogitShards], list[ModelCheckpoint]]:
+    """`kept_teachers`, refused by `check_teacher_inputs` when they cannot serve ``cfg``'s
+    losses and weights: the one check of teacher inputs, before anything trains."""
+    kept = kept_teachers(cfg, logits, teachers)
+    check_teacher_inputs(cfg, *kept)
+    return kept
+
+
 def distill_student(
     ctx: StepContext,
     cfg: DistillConfig,
@@ -114,14 +124,14 @@ def distill_student(
     """Distil ``spec`` (num_classes/input_shape filled in) on ``data`` with ``cfg``'s losses.
 
     ``resume`` names the step's resume folder of this training (`StepContext.resume_path`).
+    The teacher inputs are checked here (`checked_teachers`), before any data is read.
     """
     from components.training.data import prepare_data
     from components.training.loop import LoopSpec
     from components.training.objective import DistillObjective
     from components.training.trainer import fit, steps_per_epoch
 
-    logits, teachers = kept_teachers(cfg, logits, teachers)
-    check_teacher_inputs(cfg, logits, teachers)
+    logits, teachers = checked_teachers(cfg, logits, teachers)
     caches = list(logits)
     training_data = prepare_data(ctx.store, data, cfg, caches)
     kinds = {loss.type for loss in cfg.losses}

@@ -1,7 +1,13 @@
-"""What a training step asks of the cluster (no torch here: `kdorch validate` calls it)."""
+"""What a training step asks of the cluster (no torch here: `kdorch validate` calls it), and
+`TrainingComponent`, the base of the components that train with `TrainingSettings`."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from orchestrator import Component
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.training import TrainingSettings
 
@@ -24,3 +30,26 @@ def task_resources(settings: TrainingSettings) -> Resources:
         scaling = settings.scaling
         return Resources(num_cpus=scaling.cpus_per_worker, num_gpus=1 if scaling.use_gpu else 0)
     return Resources(num_cpus=0)
+
+
+SettingsT = TypeVar("SettingsT", bound=TrainingSettings)
+InputsT = TypeVar("InputsT", bound=BaseModel)
+OutputsT = TypeVar("OutputsT", bound=BaseModel)
+
+
+class TrainingComponent(Component[SettingsT, InputsT, OutputsT]):
+    """A component that trains with `TrainingSettings` (`train`, `distill`): it trains in its
+    own task with one worker, else drives Ray Train workers, and resumes from its own
+    checkpoints, so a task whose process died may be retried (``scaling.max_failures``)."""
+
+    @classmethod
+    def task_resources(cls, config: SettingsT) -> Resources:
+        return task_resources(config)
+
+    @classmethod
+    def resource_demand(cls, config: SettingsT) -> dict[str, float]:
+        return worker_demand(config)
+
+    @classmethod
+    def task_retries(cls, config: SettingsT) -> int:
+        return config.scaling.max_failures if config.runs_in_process() else 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from orchestrator import Component, StepContext
+from components.training.resources import TrainingComponent
+from orchestrator import StepContext
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.train import TrainConfig, TrainInputs, TrainOutputs
 
 
-class TrainComponent(Component[TrainConfig, TrainInputs, TrainOutputs]):
+class TrainComponent(TrainingComponent[TrainConfig, TrainInputs, TrainOutputs]):
     """Train a zoo model with cross-entropy on a dataset's train split.
 
     One worker (the default) trains inside the step's own process; `scaling.num_workers > 1`
@@ -23,24 +24,8 @@ class TrainComponent(Component[TrainConfig, TrainInputs, TrainOutputs]):
     default_resources = Resources(num_cpus=1)
     deterministic = False  # DDP reductions and thread scheduling may differ run to run
 
-    @classmethod
-    def task_resources(cls, config: TrainConfig) -> Resources:
-        from components.training.resources import task_resources
-
-        return task_resources(config)
-
-    @classmethod
-    def resource_demand(cls, config: TrainConfig) -> dict[str, float]:
-        from components.training.resources import worker_demand
-
-        return worker_demand(config)
-
-    @classmethod
-    def task_retries(cls, config: TrainConfig) -> int:
-        return config.scaling.max_failures if config.runs_in_process() else 0
-
     def run(self, inputs: TrainInputs, ctx: StepContext) -> TrainOutputs:
-        from components.training.common import export_model, fit_spec_to_dataset, trained_domains
+        from components.training.common import export_trained, fit_spec_to_dataset
         from components.training.data import prepare_data
         from components.training.loop import LoopSpec
         from components.training.supervised import SupervisedObjective
@@ -58,12 +43,5 @@ class TrainComponent(Component[TrainConfig, TrainInputs, TrainOutputs]):
         )
         result = fit(ctx, loop, prepare_data(ctx.store, data, cfg))
         ctx.log("trained %s: val accuracy %.4f", spec.arch, result.metrics["val_accuracy"])
-        model = export_model(
-            ctx,
-            spec,
-            result.student_state,
-            result.metrics,
-            result.history,
-            trained_domains(data, cfg),
-        )
+        model = export_trained(ctx, spec, result, data, cfg)
         return TrainOutputs(model=model, metrics=result.metrics, history=result.history)

@@ -12,7 +12,8 @@ import numpy as np
 
 from components.evaluation.plots import figure, png_bytes
 from components.tuning.results import TrialRow
-from schemas.kd.components.tune import Choice, Grid, LogUniform, TuneConfig
+from schemas.kd.components.tune import TuneConfig
+from schemas.kd.components.tune_space import Choice, Grid, LogUniform
 
 _ALPHA = re.compile(r"^losses\[(\d+)\]\.alpha$")
 _TEMPERATURE = re.compile(r"^losses\[(\d+)\]\.temperature$")

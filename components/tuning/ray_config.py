@@ -9,7 +9,7 @@ receives ``{"losses[0].alpha": 0.73, ...}`` and builds its `DistillConfig` with
 Typical use in the component (``fn`` reports ``config.metric`` once per epoch)::
 
     tuner = tune.Tuner(
-        tune.with_resources(fn, config.trial_resources),
+        tune.with_resources(fn, trial_resources(config)),
         param_space=param_space(config),
         tune_config=tune_config(config),
         run_config=tune.RunConfig(storage_path=..., failure_config=failure_config(config)),
@@ -27,7 +27,8 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlg
 
 from schemas.engine.paths import apply, get_value
 from schemas.kd.components.distill import DistillConfig
-from schemas.kd.components.tune import Choice, Grid, LogUniform, RandInt, TuneConfig, Uniform
+from schemas.kd.components.tune import TuneConfig
+from schemas.kd.components.tune_space import Choice, Grid, LogUniform, RandInt, Uniform
 
 TIME_ATTR = "training_iteration"
 """ASHA's clock: one ``tune.report`` per epoch makes it count epochs."""
@@ -65,6 +66,16 @@ def param_space(config: TuneConfig) -> dict[str, Any]:
         else:  # pragma: no cover - the Domain union is closed
             raise TypeError(f"unknown domain {type(domain).__name__} at {path}")
     return space
+
+
+def num_trials(config: TuneConfig) -> int:
+    """Trials the sweep runs (before ASHA stops any): samples x the size of any grid, as Ray
+    crosses the `param_space` grids with the samples."""
+    size = 1
+    for domain in config.space.values():
+        if isinstance(domain, Grid) or (config.search == "grid" and isinstance(domain, Choice)):
+            size *= len(domain.representatives())
+    return config.samples * size
 
 
 def search_algorithm(config: TuneConfig) -> SearchAlgorithm | Searcher:
@@ -114,7 +125,7 @@ def trial_config(config: TuneConfig, params: Mapping[str, Any]) -> DistillConfig
     """The `DistillConfig` of one trial: the base with the space's values from ``params``.
 
     ``params`` is the config Tune hands the trial; keys that are not space paths are ignored,
-    so a trainable may carry its own constants beside them. Raises `TunePathError` (a
+    so a trainable may carry its own constants beside them. Raises `PathError` (a
     `ValueError`) naming the path for a combination of values the config refuses.
     """
     return apply(config.distill, {path: params[path] for path in config.space})

@@ -1,13 +1,14 @@
 """The ``--set`` lines that reproduce a trial of a `tune` step (no Ray).
 
-``kdorch run --set`` (`orchestrator.frontend.overrides`) takes dotted paths whose list items
-are addressed by a numeric segment (``losses.0.alpha``), not by ``[0]``; it edits the raw YAML
-data, and it can create missing mappings on the way but not missing list items. So a path is
-written dotted when the lists it crosses are written in the pipeline file (they are in the
-base config's ``model_fields_set``), and otherwise the whole field that is missing is set
-(``losses=[{type: kd, ..., alpha: 0.73}]``), which works either way. Values are written as
-YAML flow scalars that read back to the same value (``1.0e-05``, not ``1e-05``, which YAML
-reads as a string).
+A trial's values are keyed by paths into its base distill config, and ``kdorch run --set``
+speaks the same path language (`schemas.engine.paths`), so a line is the path under the
+step's prefix: ``steps.sweep.config.distill.losses[0].alpha=0.73``. ``--set`` edits the raw
+YAML data: it creates missing mappings on the way but not missing list items, nor can it pick
+a union member for a mapping it creates. So where a path passes a field the pipeline file does
+not spell out (not in the base config's ``model_fields_set``) and a list item or a union
+member lies beyond it, the whole field is set instead (``losses=[{type: kd, ..., alpha: 0.73}]``).
+Values are YAML flow scalars that read back to the same value (``1.0e-05``, not ``1e-05``,
+which YAML reads as a string).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
-from schemas.engine.paths import PathPart, apply, format_path, get_value, models_in, parse_path
+from schemas.engine.paths import Path, apply, check_path, format_path, get_value, models_in
 from schemas.kd.components.distill import DistillConfig
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
@@ -43,8 +45,8 @@ def set_assignments(base: DistillConfig, values: Mapping[str, Any], *, prefix: s
     best = apply(base, values)
     out: dict[str, str] = {}
     for path in values:
-        key, value = _assignment(base, best, parse_path(path))
-        out[f"{prefix}.{key}"] = to_yaml(value)
+        settable = format_path(_settable(base, check_path(base, path)))
+        out[f"{prefix}.{settable}"] = to_yaml(to_jsonable_python(get_value(best, settable)))
     return [f"{key}={value}" for key, value in out.items()]
 
 
@@ -58,40 +60,18 @@ def _quote(text: str) -> str:
     return quoted if quoted != text else f"'{text}'"
 
 
-def _assignment(
-    base: DistillConfig, best: DistillConfig, parts: tuple[PathPart, ...]
-) -> tuple[str, Any]:
-    """(dotted key, value) for one path: dotted down to the value, or cut at the first field
-    that the pipeline file does not spell out and that ``--set`` could not create there."""
+def _settable(base: DistillConfig, parts: Path) -> Path:
+    """``parts``, or its head up to the first field that the pipeline file does not spell out
+    when what lies beyond it is a list item or a field of a union member (see the module)."""
     node: Any = base
     for depth, part in enumerate(parts):
         if isinstance(node, BaseModel) and part not in node.model_fields_set:
-            rest = parts[depth + 1 :]
-            field = type(node).model_fields[str(part)]
-            if any(isinstance(p, int) for p in rest) or _is_union(field.annotation):
-                cut = parts[: depth + 1]
-                return _dotted(cut), _jsonable(get_value(best, format_path(cut)))
+            annotation = type(node).model_fields[str(part)].annotation
+            beyond = parts[depth + 1 :]
+            if any(isinstance(p, int) for p in beyond) or len(set(models_in(annotation))) > 1:
+                return parts[: depth + 1]
         node = getattr(node, str(part)) if isinstance(node, BaseModel) else node[part]
-    return _dotted(parts), _jsonable(get_value(best, format_path(parts)))
-
-
-def _is_union(annotation: Any) -> bool:
-    """True when a field can hold more than one model class (a mapping could not be typed)."""
-    return len(set(models_in(annotation))) > 1
-
-
-def _dotted(parts: Iterable[PathPart]) -> str:
-    return ".".join(str(p) for p in parts)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
+    return parts
 
 
 def to_yaml(value: Any) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 from ray import tune
 
-from components.tuning.ray_config import failure_config, param_space, tune_config
+from components.tuning.ray_config import failure_config, num_trials, param_space, tune_config
 from orchestrator import ArtifactStore
 from schemas.kd.components.tune import TuneConfig
 
@@ -231,7 +231,7 @@ def run_sweep(
         )
         log(
             "sweep: %d trial(s) over %s, %s search, scheduler %s",
-            config.num_trials,
+            num_trials(config),
             ", ".join(config.space),
             config.search,
             config.scheduler,

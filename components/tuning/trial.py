@@ -28,11 +28,13 @@ from typing import Any
 import torch
 
 from components.training.common import fit_spec_to_dataset
+from components.training.distillation import checked_teachers
 from components.training.loop import BEST_FILE, MODEL_FILE, LoopSpec, run_loop
 from components.training.objective import DistillObjective
 from components.training.session import checkpoint_folder
 from components.training.trainer import as_tensors, steps_per_epoch
 from components.tuning.ray_config import trial_config
+from components.tuning.resources import trial_resources
 from orchestrator import ArtifactStore
 from schemas.kd.components.distill import DistillConfig, DistillInputs
 from schemas.kd.components.tune import TuneConfig
@@ -76,19 +78,13 @@ def unsupported(cfg: DistillConfig) -> str | None:
 
 
 def check_trial(cfg: DistillConfig, inputs: DistillInputs) -> None:
-    """Refuse a trial config that cannot train on these inputs, with distill's own checks
-    (looked up through the registry: components do not import each other)."""
-    from orchestrator import registry
-
+    """Refuse a trial config that cannot train on these inputs: what a sweep cannot do yet, a
+    missing student, and distill's own checks of the teacher inputs against the losses."""
     reason = unsupported(cfg)
     if reason is not None:
         raise ValueError(reason)
-    if getattr(cfg, "student", None) is None:
-        raise ValueError(
-            "a tune step needs `distill.student`: every trial trains that architecture"
-        )
-    distill = registry.get("distill")(cfg)
-    distill.check_inputs(inputs)  # type: ignore[attr-defined]
+    student_of(cfg)
+    checked_teachers(cfg, inputs.logits or [], inputs.teachers or [])
 
 
 def student_of(cfg: DistillConfig) -> ModelSpec:
@@ -213,7 +209,7 @@ def _train_here(spec: LoopSpec, brief: TrialBrief) -> None:
         return
     cfg = spec.training
     use_gpu = cfg.scaling.use_gpu and torch.cuda.is_available()
-    torch.set_num_threads(max(1, int(brief.config.trial_resources["CPU"])))
+    torch.set_num_threads(max(1, int(trial_resources(brief.config)["CPU"])))
     session = TuneSession(torch.device("cuda" if use_gpu else "cpu"), cfg.epochs)
 
     def source(split: str) -> Any:
@@ -269,7 +265,7 @@ def _train_with_ray_train(spec: LoopSpec, brief: TrialBrief) -> None:
 
 def trainable(brief: TrialBrief) -> Any:
     """`run_trial` as Tune's trainable: ``brief`` put into the object store once
-    (``tune.with_parameters``), each trial reserving ``TuneConfig.trial_resources``.
+    (``tune.with_parameters``), each trial reserving `trial_resources`.
 
     The trial actor's ``repr`` is its trial name, which the Ray dashboard shows in its actor
     list (Tune's own function wrapper shows the function's name for every trial). Ray reads it
@@ -279,7 +275,7 @@ def trainable(brief: TrialBrief) -> Any:
     from ray import tune
     from ray.tune.trainable.function_trainable import wrap_function
 
-    resources = brief.config.trial_resources
+    resources = trial_resources(brief.config)
     function = tune.with_resources(tune.with_parameters(run_trial, brief=brief), resources)
 
     class KdorchTrial(wrap_function(function)):  # type: ignore[misc]

@@ -2,8 +2,9 @@
 
 Overrides are applied to the parsed YAML (or to a builder's dumped spec), then the result is
 validated exactly like a file, so an override can never smuggle in what a file could not say.
-Paths are dotted; inside ``steps`` a segment names a step by its id
-(``steps.teacher.config.epochs``) or, less readably, by its position (``steps.1.config.epochs``).
+Paths are kdorch's one path language (`schemas.engine.paths`): inside ``steps`` a key names a
+step by its id (``steps.teacher.config.epochs``) or, less readably, by its position
+(``steps.1.config.epochs``); list items are indexed as ``losses[0]`` or ``losses.0``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 from orchestrator.compile.source_map import PathKey, SourceMap
 from orchestrator.errors import ConfigError, did_you_mean
 from orchestrator.frontend.yaml_limits import load_value
+from schemas.engine.paths import ItemIds, PathError, set_in_data
 
 SET_EXAMPLE = "steps.teacher.config.epochs=1"
 """The `--set` example of help texts and messages; it must work on pipelines/hinton_kd.yaml."""
@@ -38,49 +40,16 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return path, value
 
 
-def _step_index(steps: list[Any], segment: str, shown: str) -> int:
-    ids = [s.get("id") for s in steps if isinstance(s, dict)]
-    for i, step in enumerate(steps):
-        if isinstance(step, dict) and step.get("id") == segment:
-            return i
-    if segment.isdigit() and int(segment) < len(steps):
-        return int(segment)
-    hint = did_you_mean(segment, [str(i) for i in ids if i is not None])
-    raise ConfigError(
-        f"{shown}: there is no step '{segment}' (steps: {', '.join(map(str, ids))})"
-        + (f"; {hint}" if hint else "")
-    )
+STEPS: dict[PathKey, ItemIds] = {("steps",): ItemIds(field="id", noun="step")}
+"""The items of ``steps`` are named by their ids in a path."""
 
 
 def apply_override(data: dict[str, Any], path: str, value: Any, *, shown: str) -> PathKey:
-    """Set ``value`` at dotted ``path`` inside ``data`` in place; returns the resolved path key."""
-    segments = path.split(".")
-    node: Any = data
-    resolved: list[str | int] = []
-    for depth, segment in enumerate(segments):
-        last = depth == len(segments) - 1
-        if isinstance(node, list):
-            if resolved == ["steps"]:
-                key: str | int = _step_index(node, segment, shown)
-            elif segment.isdigit() and int(segment) < len(node):
-                key = int(segment)
-            else:
-                raise ConfigError(
-                    f"{shown}: '{segment}' is not a valid index into a list of {len(node)}"
-                )
-        elif isinstance(node, dict):
-            key = segment
-        else:
-            where = ".".join(map(str, resolved)) or "(top)"
-            raise ConfigError(f"{shown}: '{where}' holds a {type(node).__name__}, not a mapping")
-        resolved.append(key)
-        if last:
-            node[key] = value
-        else:
-            if isinstance(node, dict) and key not in node:
-                node[key] = {}
-            node = node[key]
-    return tuple(resolved)
+    """Set ``value`` at ``path`` inside ``data`` in place; returns the resolved path key."""
+    try:
+        return set_in_data(data, path, value, ids=STEPS)
+    except PathError as e:
+        raise ConfigError(f"{shown}: {e.reason}") from None
 
 
 def apply_overrides(

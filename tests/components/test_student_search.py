@@ -154,7 +154,7 @@ def test_the_search_feeds_distill_but_not_a_wrong_port() -> None:
 def test_distill_needs_a_student_from_config_or_input() -> None:
     data = Dataset(path="d", splits={"train": 10}, feature_shape=[4], num_classes=2, source="toy")
     with pytest.raises(ValueError, match=r"set `config.student`.*connect the `student` input"):
-        Distill(DistillConfig()).check_inputs(DistillInputs(data=data))
+        Distill(DistillConfig()).student_spec(DistillInputs(data=data))
     given = ModelSpecValue(MLPSpec(hidden=[3]))
     configured = Distill(DistillConfig(student=MLPSpec(hidden=[5])))
     assert configured.student_spec(DistillInputs(data=data, student=given)) == given.root

@@ -96,7 +96,8 @@ def test_sweep_stops_weak_trials_and_keeps_the_best(sweep: tuple[Path, Any]) -> 
     model = ModelCheckpoint.model_validate(out["model"])
     assert model.metrics["val_accuracy"] == best["val_accuracy"]
     assert out["set_lines"] == [
-        f"--set 'steps.sweep.config.distill.teacher_weights.{i}={w}'" for i, w in enumerate(weights)
+        f"--set 'steps.sweep.config.distill.teacher_weights[{i}]={w}'"
+        for i, w in enumerate(weights)
     ]
     assert out["results"]["plots"] == ["curves.png"]  # no alpha x temperature heat map here
     assert (store / out["results"]["path"] / "curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -15,13 +15,15 @@ from pydantic import Field, ValidationError
 
 from components.tuning import ray_config as ray_space
 from components.tuning.reproduce import set_assignments, set_lines, to_yaml, tune_step_prefix
+from components.tuning.resources import trains_in_trial, trial_resources
 from orchestrator.compile.problems import problems_from_validation_error
 from orchestrator.frontend.overrides import apply_overrides, parse_assignment
 from orchestrator.frontend.yaml_source import load_yaml
 from schemas.base import Model
-from schemas.engine.paths import TunePathError, apply, format_path, get_value, parse_path
+from schemas.engine.paths import PathError, apply, format_path, get_value, parse_path
 from schemas.kd.components.distill import DistillConfig
-from schemas.kd.components.tune import Choice, Grid, LogUniform, RandInt, TuneConfig, Uniform
+from schemas.kd.components.tune import TuneConfig
+from schemas.kd.components.tune_space import Choice, Grid, LogUniform, RandInt, Uniform
 from schemas.kd.losses import DKDLoss, TAIDLoss
 
 BASE: dict[str, Any] = {
@@ -76,9 +78,9 @@ def test_yaml_example_parses_with_defaults() -> None:
         False,
     )
     assert config.max_t == 6  # distill's epochs
-    assert config.samples == 4 and config.num_trials == 8  # the 2-value grid x 4 samples
+    assert config.samples == 4 and ray_space.num_trials(config) == 8  # 2-value grid x 4 samples
     # one worker: the trial trains in its own process and reserves that worker's CPU
-    assert config.trains_in_trial and config.trial_resources == {"CPU": 1.0}
+    assert trains_in_trial(config) and trial_resources(config) == {"CPU": 1.0}
 
 
 def test_round_trip_through_json() -> None:
@@ -90,13 +92,13 @@ def test_round_trip_through_json() -> None:
 
 def test_defaults_and_trial_resources() -> None:
     config = tune({"losses[0].alpha": {"grid": [0.5, 0.9]}}, search="grid")
-    assert config.samples == 1 and config.num_trials == 2
+    assert config.samples == 1 and ray_space.num_trials(config) == 2
     assert tune({"losses[0].alpha": {"uniform": [0.1, 0.9]}}).samples == 8
     multi = {**BASE, "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}}
     coordinated = tune({"losses[0].alpha": {"uniform": [0.1, 0.9]}}, multi)
-    assert not coordinated.trains_in_trial and coordinated.trial_resources == {"CPU": 0.01}
+    assert not trains_in_trial(coordinated) and trial_resources(coordinated) == {"CPU": 0.01}
     explicit = tune({"losses[0].alpha": {"uniform": [0.1, 0.9]}}, trial_cpus=0.5)
-    assert explicit.trial_resources == {"CPU": 0.5}
+    assert trial_resources(explicit) == {"CPU": 0.5}
     assert tune({"seed": {"choice": [0, 1]}}, asha={"max_t": 3}).max_t == 3
     assert tune({"epochs": {"choice": [4, 12]}}).max_t == 12  # the longest searched run
 
@@ -164,6 +166,11 @@ def test_domain_shapes_and_bounds(domain: Any, pattern: str) -> None:
         ),
         ("losses.alpha", {"uniform": [0.1, 0.9]}, "'losses' is a list; index it first, e.g. "),
         ("losses[0", {"uniform": [0.1, 0.9]}, "cannot read segment 'losses[0'"),
+        (  # the --set spelling names the same place, but a space key is also a column name
+            "losses.0.alpha",
+            {"uniform": [0.1, 0.9]},
+            "write it 'losses[0].alpha': list indices in brackets",
+        ),
         ("optimizer.lr[0]", {"uniform": [0.1, 0.9]}, "'optimizer.lr' is a float, not a list"),
         ("scaling.num_workers", {"choice": [1, 2]}, "'scaling' sizes every trial's resources"),
         (
@@ -217,7 +224,9 @@ def test_grid_search_needs_listed_values() -> None:
         "search: grid enumerates values, but this is {uniform: [0.1, 0.9]}"
         in (found[("space", "losses[0].alpha")])
     )
-    assert tune({"losses[0].alpha": {"choice": [0.5, 0.9]}}, search="grid").num_trials == 2
+    assert (
+        ray_space.num_trials(tune({"losses[0].alpha": {"choice": [0.5, 0.9]}}, search="grid")) == 2
+    )
 
 
 def test_asha_settings_need_asha() -> None:
@@ -255,7 +264,7 @@ def test_parse_and_format_paths() -> None:
     for text in ("losses[0].alpha", "optimizer.lr", "teacher_weights[1]", "a[1][2].b"):
         assert format_path(parse_path(text)) == text
     for bad in ("", "a..b", "a[-1]", "a[x]", "0a", "a.[0]"):
-        with pytest.raises(TunePathError):
+        with pytest.raises(PathError):
             parse_path(bad)
 
 
@@ -275,22 +284,22 @@ def test_apply_sees_all_values_at_once() -> None:
     taid = DistillConfig.model_validate({**BASE, "losses": [{"type": "taid", "t_start": 0.9}]})
     tuned = apply(taid, {"losses[0].t_end": 0.3, "losses[0].t_start": 0.2})
     assert tuned.losses[0] == TAIDLoss(t_start=0.2, t_end=0.3)
-    with pytest.raises(TunePathError, match=r"^losses\[0\]\.t_end: .*t_start \(0\.9\) must not"):
+    with pytest.raises(PathError, match=r"^losses\[0\]\.t_end: .*t_start \(0\.9\) must not"):
         apply(taid, {"losses[0].t_end": 0.3})
 
 
 def test_apply_errors_name_the_path() -> None:
     base = DistillConfig.model_validate(BASE)
-    with pytest.raises(TunePathError, match=r"^losses\[0\]\.alpha: Input should be less than or"):
+    with pytest.raises(PathError, match=r"^losses\[0\]\.alpha: Input should be less than or"):
         apply(base, {"losses[0].alpha": 1.2})
-    with pytest.raises(TunePathError, match=r"^optimizer\.lrr: .*did you mean 'optimizer\.lr'"):
+    with pytest.raises(PathError, match=r"^optimizer\.lrr: .*did you mean 'optimizer\.lr'"):
         apply(base, {"optimizer.lrr": 0.1})
-    with pytest.raises(TunePathError, match="overlaps"):
+    with pytest.raises(PathError, match="overlaps"):
         apply(base, {"optimizer": {"lr": 0.1}, "optimizer.lr": 0.2})
     # a whole union member may be replaced, and is validated as one
     swapped = apply(base, {"losses[0]": {"type": "dkd", "beta": 2}})
     assert isinstance(swapped.losses[0], DKDLoss) and swapped.losses[0].beta == 2
-    with pytest.raises(TunePathError, match=r"^losses\[0\]: losses\[0\]\.alpha: Input should"):
+    with pytest.raises(PathError, match=r"^losses\[0\]: losses\[0\]\.alpha: Input should"):
         apply(base, {"losses[0]": {"type": "kd", "alpha": 2}})
 
 
@@ -309,13 +318,13 @@ class _Fusion(Model):
 
 def test_paths_into_optional_lists() -> None:
     unset = _Fusion()
-    with pytest.raises(TunePathError, match=r"'weights' is not set \(None\) in the base config"):
+    with pytest.raises(PathError, match=r"'weights' is not set \(None\) in the base config"):
         apply(unset, {"weights[1]": 0.5})
     base = _Fusion(weights=[0.5, 0.5])
     assert apply(base, {"weights[1]": 0.8}).weights == [0.5, 0.8]
-    with pytest.raises(TunePathError, match=r"index \[2\] is out of range: 'weights' has 2"):
+    with pytest.raises(PathError, match=r"index \[2\] is out of range: 'weights' has 2"):
         apply(base, {"weights[2]": 0.8})
-    with pytest.raises(TunePathError, match=r"^weights\[0\]: Input should be greater than or"):
+    with pytest.raises(PathError, match=r"^weights\[0\]: Input should be greater than or"):
         apply(base, {"weights[0]": -1.0})
     assert apply(base, {"weights": [1.0, 0.0, 2.0]}).weights == [1.0, 0.0, 2.0]
 
@@ -373,7 +382,7 @@ def test_grid_search_enumerates_every_combination() -> None:
     space = ray_space.param_space(config)
     assert space["losses[0].temperature"] == {"grid_search": [2.0, 4.0]}
     variants = [v for _, v in generate_variants(space)]
-    assert len(variants) == config.num_trials == 6
+    assert len(variants) == ray_space.num_trials(config) == 6
     assert {(v["losses[0].alpha"], v["losses[0].temperature"]) for v in variants} == {
         (a, t) for a in (0.5, 0.7, 0.9) for t in (2.0, 4.0)
     }
@@ -446,11 +455,11 @@ def _pipeline(distill: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("distill", "values", "expected"),
     [
-        (  # the list is in the file: its item is addressed by a numeric segment
+        (  # the list is in the file: the line is the trial's own path
             BASE,
             {"losses[0].alpha": 0.73, "optimizer.lr": 1e-5},
             [
-                "--set 'steps.sweep.config.distill.losses.0.alpha=0.73'",
+                "--set 'steps.sweep.config.distill.losses[0].alpha=0.73'",
                 "--set 'steps.sweep.config.distill.optimizer.lr=1.0e-05'",
             ],
         ),

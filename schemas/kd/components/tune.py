@@ -16,198 +16,32 @@ reports it), by applying the ends of each range, one fractional value inside it 
 field searched with ``uniform`` is caught: use ``randint``) and every listed value to the base
 config with `schemas.engine.paths.apply`, which validates the result. Each path is checked on
 its own; a combination of values that only fails together (``t_start > t_end``) fails that
-trial, with the path named, when the trial builds its config.
+trial, with the path named, when the trial builds its config. The domains themselves are in
+`schemas.kd.components.tune_space`.
 
 Write small floats as ``1.0e-4``: YAML (PyYAML) reads ``1e-4`` as a string. Ranges coerce it
 anyway, and choice/grid values are typed through their field when the Ray space is built, but
-the dot keeps the file honest. Ray Tune objects are built from
-this config only in `components.tuning.ray_config`; nothing here imports Ray.
+the dot keeps the file honest. Ray Tune objects are built from this config only in
+`components.tuning.ray_config`; nothing here imports Ray.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Iterator
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from schemas.base import Model
 from schemas.engine.artifacts import ArtifactRef
-from schemas.engine.paths import TunePathError, apply, check_path
+from schemas.engine.paths import Path, PathError, apply, check_path, format_path
 from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
 from schemas.kd.components.distill import DistillConfig
+from schemas.kd.components.tune_space import Choice, Domain, Grid, SearchDomain
 
 FIXED_FOR_SWEEP = ("scaling",)
 """Top-level distill fields a space may not search: they size every trial's resources."""
-
-
-class _Domain(Model):
-    """One searched dimension, written in YAML as a mapping with one key (its kind)."""
-
-    kind: ClassVar[str]
-
-    def representatives(self) -> list[tuple[str, Any]]:
-        """(label, value) pairs that a config must accept for the whole domain to be valid."""
-        raise NotImplementedError
-
-    def shown(self) -> str:
-        """The domain as written in YAML, e.g. ``{uniform: [0.1, 0.9]}``."""
-        (key, value), *_ = self.model_dump(mode="json").items()
-        return f"{{{key}: {value}}}"
-
-
-class Uniform(_Domain):
-    """Floats drawn uniformly from ``[low, high]``: ``{uniform: [0.1, 0.95]}``."""
-
-    kind: ClassVar[str] = "uniform"
-    uniform: tuple[float, float] = Field(description="[low, high], low < high, both finite.")
-
-    @field_validator("uniform")
-    @classmethod
-    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(f"bounds must be finite, got [{low}, {high}]")
-        if not low < high:
-            raise ValueError(f"low must be below high, got [{low}, {high}]")
-        return value
-
-    def representatives(self) -> list[tuple[str, Any]]:
-        low, high = self.uniform
-        inside = low + (high - low) / math.pi  # fractional: an int field must use randint
-        return [("the low end", low), ("the high end", high), ("a value inside", inside)]
-
-
-class LogUniform(_Domain):
-    """Floats whose logarithm is uniform on ``[low, high]`` (learning rates):
-    ``{loguniform: [1.0e-4, 1.0e-2]}``."""
-
-    kind: ClassVar[str] = "loguniform"
-    loguniform: tuple[float, float] = Field(description="[low, high], 0 < low < high.")
-
-    @field_validator("loguniform")
-    @classmethod
-    def _positive_ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(f"bounds must be finite, got [{low}, {high}]")
-        if low <= 0:
-            raise ValueError(f"a log scale needs low > 0, got [{low}, {high}]")
-        if not low < high:
-            raise ValueError(f"low must be below high, got [{low}, {high}]")
-        return value
-
-    def representatives(self) -> list[tuple[str, Any]]:
-        low, high = self.loguniform
-        inside = low * (high / low) ** (1 / math.pi)
-        return [("the low end", low), ("the high end", high), ("a value inside", inside)]
-
-
-class RandInt(_Domain):
-    """Integers drawn uniformly from ``low, ..., high - 1`` (the upper bound is EXCLUSIVE, as
-    in Ray Tune and numpy): ``{randint: [1, 10]}`` draws 1..9."""
-
-    kind: ClassVar[str] = "randint"
-    randint: tuple[int, int] = Field(description="[low, high): low < high; high is excluded.")
-
-    @field_validator("randint")
-    @classmethod
-    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
-        low, high = value
-        if not low < high:
-            raise ValueError(
-                "low must be below high (high is excluded: [1, 10] draws 1..9), "
-                f"got [{low}, {high}]"
-            )
-        return value
-
-    def representatives(self) -> list[tuple[str, Any]]:
-        return [("the lowest value", self.randint[0]), ("the highest value", self.randint[1] - 1)]
-
-
-class Choice(_Domain):
-    """One of the listed values, sampled (a categorical for Optuna; enumerated by ``search:
-    grid``): ``{choice: [1, 2, 4, 8]}``."""
-
-    kind: ClassVar[str] = "choice"
-    choice: list[Any] = Field(min_length=1, description="The values, at least one.")
-
-    def representatives(self) -> list[tuple[str, Any]]:
-        return [("the choice", v) for v in self.choice]
-
-
-class Grid(_Domain):
-    """Every listed value, each in its own trials (Ray's ``grid_search``; grids of several
-    paths are crossed): ``{grid: [0.5, 0.7, 0.9]}``."""
-
-    kind: ClassVar[str] = "grid"
-    grid: list[Any] = Field(min_length=1, description="The values, at least one, no repeats.")
-
-    @field_validator("grid")
-    @classmethod
-    def _distinct(cls, value: list[Any]) -> list[Any]:
-        repeated = [v for i, v in enumerate(value) if v in value[:i]]
-        if repeated:
-            raise ValueError(f"values repeat ({repeated}): each would run the same trials twice")
-        return value
-
-    def representatives(self) -> list[tuple[str, Any]]:
-        return [("the grid value", v) for v in self.grid]
-
-
-_DOMAINS: dict[str, type[_Domain]] = {
-    c.kind: c for c in (Uniform, LogUniform, RandInt, Choice, Grid)
-}
-_DOMAIN_HELP = (
-    "write one of {uniform: [low, high]}, {loguniform: [low, high]}, {randint: [low, high]}, "
-    "{choice: [values]}, {grid: [values]}"
-)
-
-
-def _domain_tag(value: Any) -> str | None:
-    if isinstance(value, _Domain):
-        return value.kind
-    if isinstance(value, dict) and len(value) == 1:
-        return str(next(iter(value)))
-    return None
-
-
-def _domain_shape(value: Any) -> Any:
-    """Clear messages for what is not a one-key domain mapping (before the union sees it)."""
-    if isinstance(value, _Domain):
-        return value
-    if not isinstance(value, dict) or len(value) != 1:
-        raise ValueError(f"a search domain is a mapping with one key; {_DOMAIN_HELP}")
-    (key,) = value
-    if key not in _DOMAINS:
-        close = difflib.get_close_matches(str(key), list(_DOMAINS), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(f"unknown search domain '{key}'; {hint}{_DOMAIN_HELP}")
-    return value
-
-
-Domain = Annotated[
-    Annotated[Uniform, Tag("uniform")]
-    | Annotated[LogUniform, Tag("loguniform")]
-    | Annotated[RandInt, Tag("randint")]
-    | Annotated[Choice, Tag("choice")]
-    | Annotated[Grid, Tag("grid")],
-    Discriminator(_domain_tag),
-    BeforeValidator(_domain_shape),
-]
-"""Any one search domain, told apart by its single key."""
 
 
 class AshaSettings(Model):
@@ -280,7 +114,7 @@ class TuneConfig(Model):
         "trial it ran; false: one actor per trial, named after it.",
     )
 
-    # ---- derived values -------------------------------------------------------------------
+    # ---- fields with their defaults ------------------------------------------------------
 
     @property
     def samples(self) -> int:
@@ -300,85 +134,48 @@ class TuneConfig(Model):
             epochs = [int(v) for _, v in self.space["epochs"].representatives()]
         return max(epochs)
 
-    @property
-    def trains_in_trial(self) -> bool:
-        """True when each trial runs its training loop in its own process (one worker)."""
-        return self.distill.scaling.num_workers == 1
-
-    @property
-    def trial_resources(self) -> dict[str, float]:
-        """What each trial's own process reserves (for ``tune.with_resources``)."""
-        scaling = self.distill.scaling
-        if self.trial_cpus is not None:
-            cpus = self.trial_cpus
-        else:
-            cpus = scaling.cpus_per_worker if self.trains_in_trial else 0.01
-        resources = {"CPU": cpus}
-        if self.trains_in_trial and scaling.use_gpu:
-            resources["GPU"] = 1.0
-        return resources
-
-    @property
-    def num_trials(self) -> int:
-        """Trials the sweep runs (before ASHA stops any): samples x the size of any grid."""
-        size = 1
-        for domain in self.space.values():
-            if isinstance(domain, Grid) or (self.search == "grid" and isinstance(domain, Choice)):
-                size *= len(domain.representatives())
-        return self.samples * size
-
-    # ---- validation -----------------------------------------------------------------------
+    # ---- validation: every problem at once, each located at its space path ------------------
 
     @model_validator(mode="after")
     def _check(self) -> TuneConfig:
-        errors = list(self._problems())
-        if errors:
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError("tune_config", "{message}", {"message": m}),
-                        loc=loc,
-                        input=value,
-                    )
-                    for loc, m, value in errors
-                ],
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError("tune_config", "{message}", {"message": message}),
+                loc=loc,
+                input=value,
             )
+            for loc, message, value in self._problems()
+        ]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
 
     def _problems(self) -> Iterator[tuple[tuple[str | int, ...], str, Any]]:
         """Every problem as (location, message, offending input)."""
-        good: list[tuple[str, tuple[str | int, ...]]] = []
+        searched: list[tuple[str, Path]] = []
         for path, domain in self.space.items():
             loc = ("space", path)
             try:
-                parts = check_path(self.distill, path)
-            except TunePathError as e:
+                parts = self._searchable(path)
+            except PathError as e:
                 yield loc, e.reason, domain.shown()
                 continue
-            if parts[0] in FIXED_FOR_SWEEP:
-                yield (
-                    loc,
-                    f"'{parts[0]}' sizes every trial's resources and is fixed for a sweep; set it "
-                    "in distill instead of searching it",
-                    domain.shown(),
-                )
+            inside = next((p for p, q in searched if q[: len(parts)] == parts[: len(q)]), None)
+            if inside is not None:
+                yield loc, f"overlaps '{inside}' (one lies inside the other); keep one", path
                 continue
-            overlap = next((p for p, q in good if q[: len(parts)] == parts[: len(q)]), None)
-            if overlap is not None:
-                yield loc, f"overlaps '{overlap}' (one lies inside the other); keep one", path
-                continue
-            good.append((path, parts))
+            searched.append((path, parts))
             refused: dict[str, list[str]] = {}  # reason -> the values refused for it
             for label, value in domain.representatives():
                 try:
                     apply(self.distill, {path: value})
-                except TunePathError as e:
+                except PathError as e:
                     refused.setdefault(e.reason, []).append(f"{label} {value!r}")
             if refused:
                 reasons = [f"{', '.join(values)}: {why}" for why, values in refused.items()]
                 yield loc, "distill refuses " + "; and ".join(reasons), domain.shown()
-            yield from self._search_problems(path, domain)
+            for message in self._search_problems(domain):
+                yield loc, message, domain.shown()
         if self.scheduler == "none" and "asha" in self.model_fields_set:
             yield ("asha",), "`asha` settings are only used with `scheduler: asha`", "asha"
         elif self.scheduler == "asha" and self.asha.grace_period > self.max_t:
@@ -389,24 +186,34 @@ class TuneConfig(Model):
                 self.asha.grace_period,
             )
 
-    def _search_problems(
-        self, path: str, domain: _Domain
-    ) -> Iterator[tuple[tuple[str | int, ...], str, Any]]:
-        loc = ("space", path)
+    def _searchable(self, path: str) -> Path:
+        """``path``'s parts in distill; raises `PathError` if a space may not search it."""
+        parts = check_path(self.distill, path)
+        if format_path(parts) != path:
+            raise PathError(
+                path,
+                f"write it '{format_path(parts)}': list indices in brackets (a space path also "
+                "names the trial parameter and its column in the results)",
+            )
+        if parts[0] in FIXED_FOR_SWEEP:
+            raise PathError(
+                path,
+                f"'{parts[0]}' sizes every trial's resources and is fixed for a sweep; set it "
+                "in distill instead of searching it",
+            )
+        return parts
+
+    def _search_problems(self, domain: SearchDomain) -> Iterator[str]:
         if self.search == "grid" and not isinstance(domain, Grid | Choice):
             yield (
-                loc,
                 f"search: grid enumerates values, but this is {domain.shown()}; list values "
                 "with {grid: [...]} or {choice: [...]}, or use search: random (samples it, "
-                "and crosses any grid domains with the samples)",
-                domain.shown(),
+                "and crosses any grid domains with the samples)"
             )
         if self.search == "optuna" and isinstance(domain, Grid):
             yield (
-                loc,
                 "search: optuna (TPE) samples and cannot enumerate a grid; write "
-                f"{{choice: {domain.grid}}} (a categorical), or use search: grid or random",
-                domain.shown(),
+                f"{{choice: {domain.grid}}} (a categorical), or use search: grid or random"
             )
 
 
