@@ -1,5 +1,8 @@
 """The Ray Tune side of the `tune` component (a shared library, like `components.training`).
 
+- `components.tuning.distill_sweep`: what the step runs: the sweep on its inputs, the best
+  trial's student and the sweep's record (`sweep_distill`).
+- `components.tuning.resources`: what each trial reserves (no Ray: `kdorch validate` calls it).
 - `components.tuning.ray_config`: the `TuneConfig` mapped onto Ray Tune's objects (search space,
   search algorithm, scheduler, ``tune.TuneConfig``, ``tune.FailureConfig``) and each trial's
   `DistillConfig`. Imports Ray.
