@@ -87,6 +87,13 @@ def corrupt_cause(error: BaseException | None) -> CorruptArtifact | None:
 
 
 class Scheduler:
+    """Runs a compiled graph on a backend, step by step as inputs become ready, and records it.
+
+    Everything it does is told as an `Event` to its ``listeners``, in order: console progress,
+    metrics and tests observe a run that way, attached by whoever runs the scheduler
+    (`orchestrator.api.run`); it imports none of them, and a listener changes nothing.
+    """
+
     def __init__(
         self,
         graph: Graph,
