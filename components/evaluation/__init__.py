@@ -1,1 +1,2 @@
-"""Model evaluation: metrics (pure functions), plots and the Markdown report."""
+"""Model evaluation: `metrics` (pure functions), `scoring` (every model of a split scored),
+`plots` and `report` (the files written); `evaluate` is the step that wires them."""

@@ -7,7 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from components.evaluation import metrics as m
 from components.evaluation.metrics import Reliability
+from components.evaluation.scoring import Scores, class_names
+from schemas.kd.artifacts import Dataset
 
 
 def figure(width: float = 5.0, height: float = 4.0) -> Any:
@@ -79,3 +82,30 @@ def comparison_chart(groups: Mapping[str, tuple[float, float]]) -> bytes:
             bar.get_x() + bar.get_width() / 2, mean + 0.2, f"{mean:.1f}", ha="center", fontsize=8
         )
     return png_bytes(fig)
+
+
+def report_plots(scores: Scores, split: str, ece_bins: int, data: Dataset) -> dict[str, bytes]:
+    """The report's PNGs by file name: one reliability diagram of every label's first model, a
+    confusion matrix per label, and (with several labels) the top-1 comparison, a label's bar
+    being its mean ± std when it has several models."""
+    y, logits = scores.labels, scores.logits
+    firsts = {label: keys[0] for label, keys in scores.members.items()}
+    files = {
+        "reliability.png": reliability_diagram(
+            {k: m.reliability(logits[k], y, ece_bins) for k in firsts.values()}
+        )
+    }
+    for label, key in firsts.items():
+        files[f"confusion_{label}.png"] = confusion_matrix(
+            m.confusion(logits[key], y, data.num_classes), class_names(data), f"{key} ({split})"
+        )
+    if len(scores.members) > 1:
+        groups = scores.groups
+        bars = {
+            label: (groups[label]["top1_mean"], groups[label]["top1_std"])
+            if label in groups
+            else (scores.results[keys[0]]["top1"], 0.0)
+            for label, keys in scores.members.items()
+        }
+        files["comparison.png"] = comparison_chart(bars)
+    return files

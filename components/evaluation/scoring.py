@@ -1,0 +1,142 @@
+"""Scoring models on one split: a row of metrics per model, the teacher comparison, the
+summaries of models sharing a label and the majority-class baseline (`score_models`).
+
+An adaptive model (`AdaptiveModelCheckpoint`, Meta-DMoE's) adapts to each domain on that
+domain's own first rows (unlabeled) and is then scored with those weights.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from components.artifacts.checkpoints import load_model
+from components.artifacts.datasets import SplitArrays, read_labels, read_split, select_domains
+from components.evaluation import metrics as m
+from components.models.profile import count_parameters, estimate_flops
+from orchestrator import StepContext
+from schemas.kd.artifacts import AdaptiveModelCheckpoint, Dataset, ModelCheckpoint
+from schemas.kd.components.evaluate import EvaluateConfig
+
+Row = dict[str, float]
+
+
+@dataclass
+class Scores:
+    """Everything the report is made of. Keys are the labels, with ``[i]`` appended when
+    several models share a label (``mlp[0]``, ``mlp[1]``)."""
+
+    labels: np.ndarray  # the split's labels, in row order
+    results: dict[str, Row]  # key -> metrics
+    members: dict[str, list[str]]  # label -> its keys
+    logits: dict[str, np.ndarray]  # key -> (N, K) logits
+    adaptation: dict[str, dict[str, list[int]]]  # key -> domain -> adaptation rows
+    saw: list[str]  # keys whose training saw a scored domain
+    groups: dict[str, Row]  # label -> mean and sample std over its keys
+    baseline: m.Baseline
+
+
+def class_names(data: Dataset) -> list[str]:
+    return data.class_names or [str(c) for c in range(data.num_classes)]
+
+
+def score_models(
+    ctx: StepContext,
+    cfg: EvaluateConfig,
+    data: Dataset,
+    entries: list[tuple[str, ModelCheckpoint]],
+) -> Scores:
+    """Score every (label, checkpoint) of ``entries`` on ``cfg.split``, in order; a teacher
+    comes first, labelled "teacher", so that the others are compared with it."""
+    split = select_domains(read_split(ctx.store, data, cfg.split), data, cfg.domains)
+    counts = Counter(label for label, _ in entries)
+    scored = set(cfg.domains or data.domains)
+    results: dict[str, Row] = {}
+    members: dict[str, list[str]] = defaultdict(list)
+    logits_of: dict[str, np.ndarray] = {}
+    adaptation: dict[str, dict[str, list[int]]] = {}
+    saw: list[str] = []
+    teacher_logits = None
+    for label, checkpoint in entries:
+        key = label if counts[label] <= 1 else f"{label}[{len(members[label])}]"
+        members[label].append(key)
+        if isinstance(checkpoint, AdaptiveModelCheckpoint):
+            model, logits, adaptation[key] = adapted_logits(ctx, checkpoint, split, data)
+        else:
+            model, logits = plain_logits(ctx, checkpoint, split.x)
+        if scored & set(checkpoint.trained_domains):
+            saw.append(key)
+        if label == "teacher":
+            teacher_logits = logits
+        results[key] = metrics_row(cfg, data, model, split.x, split.y, logits, teacher_logits)
+        logits_of[key] = logits
+        ctx.log("%s: top-1 %.4f", key, results[key]["top1"])
+    for key, row in results.items():  # accuracy kept, x params, x MACs, x latency
+        if key != "teacher" and "teacher" in results:
+            row.update(m.compression(row, results["teacher"]))
+    fit = "train" if "train" in data.splits else cfg.split
+    fit_labels = split.y if fit == cfg.split else read_labels(ctx.store, data, fit)
+    groups = {
+        label: m.summarize([results[k] for k in keys])
+        for label, keys in members.items()
+        if len(keys) > 1
+    }
+    baseline = m.majority_baseline(fit_labels, split.y, class_names(data), fit)
+    return Scores(split.y, results, members, logits_of, adaptation, saw, groups, baseline)
+
+
+def metrics_row(
+    cfg: EvaluateConfig,
+    data: Dataset,
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    logits: np.ndarray,
+    teacher_logits: np.ndarray | None,
+) -> Row:
+    """One model's metrics: accuracies, calibration, size, agreement with the teacher (once
+    there is one), latency per batch size and per-class accuracy."""
+    row = {
+        **m.accuracies(logits, y),  # top-1; top-5 only with more than 5 classes
+        "nll": m.nll(logits, y),
+        "ece": m.reliability(logits, y, cfg.ece_bins).ece,
+        "parameters": float(count_parameters(model)),
+        "macs": float(estimate_flops(model, data.feature_shape)),
+    }
+    if teacher_logits is not None:
+        row["agreement"] = m.agreement(logits, teacher_logits)
+    for batch in cfg.latency_batch_sizes:
+        row[f"latency_ms_b{batch}"] = m.latency_ms(
+            model, x, batch, cfg.latency_repeats, cfg.latency_budget_s
+        )
+    row.update(m.class_accuracies(logits, y, class_names(data)))
+    return row
+
+
+def plain_logits(
+    ctx: StepContext, checkpoint: ModelCheckpoint, x: np.ndarray
+) -> tuple[nn.Module, np.ndarray]:
+    """A checkpoint's model and its logits of ``x``."""
+    model, _ = load_model(ctx.store, checkpoint)
+    return model, m.predict(model, x)
+
+
+def adapted_logits(
+    ctx: StepContext, checkpoint: AdaptiveModelCheckpoint, split: SplitArrays, data: Dataset
+) -> tuple[nn.Module, np.ndarray, dict[str, list[int]]]:
+    """An adaptive model's student and logits: each domain adapts on its own first rows
+    (unlabeled), then is predicted with those weights (the `AdaptiveModelCheckpoint` contract);
+    which rows each domain (by name) adapted on."""
+    # Meta-DMoE's library, imported only when such a model is scored.
+    from components.metadmoe.adaptive import predict_per_domain
+    from components.metadmoe.checkpoints import load_adaptive
+
+    model = load_adaptive(ctx.store, checkpoint)
+    logits, adapted_on = predict_per_domain(
+        model, split.x, split.row_id, split.domain, checkpoint.adaptation.support_size
+    )
+    names = data.domains or [data.domain or "all"]
+    return model.student, logits, {names[int(d)]: rows for d, rows in adapted_on.items()}
