@@ -9,6 +9,7 @@ from typing import Any
 
 from orchestrator.component import ConfigIssue
 from orchestrator.errors import did_you_mean
+from schemas.engine.storage import StorageOptions
 from schemas.kd.components.dataset import DatasetConfig
 
 
@@ -41,14 +42,26 @@ def check_parquet_source(cfg: DatasetConfig) -> list[ConfigIssue]:
     """Issues with ``cfg``'s Parquet source (none for the bundled sources)."""
     if cfg.source != "parquet" or cfg.uri is None:
         return []
+    schema, unreadable = _footer_schema(cfg.uri, cfg.storage_options)
+    if schema is None:
+        return unreadable
+    columns = list(schema.names)
+    issues, per_row = _check_features(cfg, schema, columns, cfg.uri)
+    issues += _check_feature_shape(cfg, per_row, cfg.uri)
+    issues += _check_label(cfg, schema, columns, cfg.uri)
+    issues += _check_id_column(cfg, schema, columns, cfg.uri)
+    return issues
+
+
+def _footer_schema(uri: str, options: StorageOptions) -> tuple[Any, list[ConfigIssue]]:
+    """The first file's Arrow schema, or None and the issue saying why it cannot be read."""
     from components.data.sources import parquet_files
 
-    uri = cfg.uri
     try:
-        fs, files = parquet_files(uri, cfg.storage_options)
-        schema = read_schema(fs, files[0])
+        fs, files = parquet_files(uri, options)
+        return read_schema(fs, files[0]), []
     except FileNotFoundError as e:
-        return [
+        return None, [
             ConfigIssue(
                 str(e),
                 "uri",
@@ -56,7 +69,7 @@ def check_parquet_source(cfg: DatasetConfig) -> list[ConfigIssue]:
             )
         ]
     except Exception as e:  # unreachable endpoint, refused credentials, not a Parquet file
-        return [
+        return None, [
             ConfigIssue(
                 f"cannot read the Parquet footer of {uri}: {type(e).__name__}: {e}",
                 "uri",
@@ -64,17 +77,24 @@ def check_parquet_source(cfg: DatasetConfig) -> list[ConfigIssue]:
                 "the AWS_* environment variables)",
             )
         ]
-    columns = list(schema.names)
-    issues = []
+
+
+def _check_features(
+    cfg: DatasetConfig, schema: Any, columns: list[str], uri: str
+) -> tuple[list[ConfigIssue], int | None]:
+    """Issues with the feature columns, and the number of features per row when the footer
+    tells it: one list column of numbers (fixed-size: its size), or one number per column."""
+    single = isinstance(cfg.features, str)
     features = [cfg.features] if isinstance(cfg.features, str) else list(cfg.features)
-    per_row = None
+    issues = []
+    per_row = None if single else len(features)
     for i, name in enumerate(features):
-        where = "features" if isinstance(cfg.features, str) else f"features.{i}"
+        where = "features" if single else f"features.{i}"
         if name not in columns:
             issues.append(_missing(name, where, columns, uri))
             continue
         t = schema.field(name).type
-        if isinstance(cfg.features, str):
+        if single:
             if not (_is_list(t) and _is_number(t.value_type)):
                 issues.append(
                     ConfigIssue(
@@ -94,40 +114,50 @@ def check_parquet_source(cfg: DatasetConfig) -> list[ConfigIssue]:
                     "leave it out of `features`, or encode it as numbers in the table",
                 )
             )
-    if not isinstance(cfg.features, str):
-        per_row = len(features)
-    if cfg.feature_shape and per_row is not None:
-        size = 1
-        for d in cfg.feature_shape:
-            size *= d
-        if size != per_row:
-            issues.append(
-                ConfigIssue(
-                    f"feature_shape {cfg.feature_shape} holds {size} values, but {uri} gives "
-                    f"{per_row} features per row",
-                    "feature_shape",
-                )
-            )
-    issues += _check_label(cfg, schema, columns, uri)
-    if cfg.id_column is not None:
-        if cfg.id_column not in columns:
-            issues.append(_missing(cfg.id_column, "id_column", columns, uri))
-        else:
-            import pyarrow as pa
+    return issues, per_row
 
-            t = schema.field(cfg.id_column).type
-            if not pa.types.is_integer(t):
-                issues.append(
-                    ConfigIssue(
-                        f"{uri}: id column '{cfg.id_column}' is {t}, not integers", "id_column"
-                    )
-                )
-    return issues
+
+def _check_feature_shape(cfg: DatasetConfig, per_row: int | None, uri: str) -> list[ConfigIssue]:
+    """``feature_shape`` must hold as many values as a row has features (when both are known)."""
+    if not cfg.feature_shape or per_row is None:
+        return []
+    size = 1
+    for d in cfg.feature_shape:
+        size *= d
+    if size == per_row:
+        return []
+    return [
+        ConfigIssue(
+            f"feature_shape {cfg.feature_shape} holds {size} values, but {uri} gives "
+            f"{per_row} features per row",
+            "feature_shape",
+        )
+    ]
+
+
+def _check_id_column(
+    cfg: DatasetConfig, schema: Any, columns: list[str], uri: str
+) -> list[ConfigIssue]:
+    """The row-id column, when one is named, must exist and hold integers."""
+    import pyarrow as pa
+
+    if cfg.id_column is None:
+        return []
+    if cfg.id_column not in columns:
+        return [_missing(cfg.id_column, "id_column", columns, uri)]
+    t = schema.field(cfg.id_column).type
+    if not pa.types.is_integer(t):
+        return [
+            ConfigIssue(f"{uri}: id column '{cfg.id_column}' is {t}, not integers", "id_column")
+        ]
+    return []
 
 
 def _check_label(
     cfg: DatasetConfig, schema: Any, columns: list[str], uri: str
 ) -> list[ConfigIssue]:
+    """The label column must exist and hold classes: integers, strings, booleans, or floats
+    declared categorical."""
     import pyarrow as pa
 
     if cfg.label not in columns:

@@ -11,11 +11,10 @@ the step with the epoch and the loss term that did it, before anything is commit
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from components.training.batches import HeldBatches, StreamBatches
+from components.training.optimizers import deepspeed_engine, make_optimizer, make_schedule
 from components.training.session import Session, read_meta, write_meta
 from orchestrator import ArtifactStore
 from schemas.kd.artifacts import ModelCheckpoint
@@ -68,29 +68,6 @@ class LoopResult:
     best_state: dict[str, torch.Tensor] | None
     history: list[dict[str, Any]]
     resumes: int
-
-
-def make_optimizer(params: Any, cfg: TrainingSettings) -> torch.optim.Optimizer:
-    opt = cfg.optimizer
-    if opt.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
-        )
-    cls = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=opt.lr, weight_decay=opt.weight_decay)
-
-
-def make_schedule(
-    optimizer: torch.optim.Optimizer, cfg: TrainingSettings, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    if cfg.optimizer.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: (
-                0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
-            ),
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 def _to_device(
@@ -167,144 +144,190 @@ def held_or_streamed(
     )
 
 
+@dataclass
+class _Run:
+    """One worker's training: what it optimises and where it stands. All of it comes back when
+    a restarted worker resumes from a checkpoint."""
+
+    module: nn.Module  # the objective's module, holding the student
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    engine: Any  # the DeepSpeed engine (it then owns the optimiser), or None
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = -1.0  # the best validation accuracy so far
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's student weights
+    resumes: int = 0
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss`` and take one optimiser (and schedule) step."""
+        if self.engine is not None:
+            self.engine.backward(loss)
+            self.engine.step()
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+
+    def meta(self, epoch: int) -> dict[str, Any]:
+        """What a checkpoint records besides the tensors (`session.write_meta`)."""
+        return {"epoch": epoch, "history": self.history, "best": self.best, "resumes": self.resumes}
+
+
 def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) -> LoopResult:
     """Train as the module docstring says. ``*_data``: held columns (dict of tensors, this
     worker's rows) or a Ray Data dataset/shard."""
-    from components.artifacts.checkpoints import load_model
-    from components.models.zoo import build_model
-
     cfg = spec.training
-    rank, world, device = session.rank, session.world, session.device
     torch.manual_seed(cfg.seed)
     shape = tuple(spec.model.input_shape or ())
-    if spec.init is not None:
-        student, _ = load_model(spec.store, spec.init)
-        student.train()
-    else:
-        student = build_model(spec.model, seed=cfg.seed)
-    total_steps = cfg.epochs * spec.steps_per_epoch
-    module = spec.objective.build(student, total_steps, spec.store).to(device)
-    optimizer = make_optimizer([p for p in module.parameters() if p.requires_grad], cfg)
-    scheduler = make_schedule(optimizer, cfg, total_steps)
-
-    start_epoch, history, best, resumes = 0, [], -1.0, 0
-    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's student weights
-    engine = None
-    if cfg.strategy == "deepspeed":
-        engine = _deepspeed(module, optimizer, scheduler, cfg, world)
-    with session.restore() as restored:
-        if restored is not None:
-            meta = read_meta(restored)
-            if engine is not None:
-                engine.load_checkpoint(str(restored), tag=DS_TAG)
-            else:
-                # Our own file, holding optimizer state beside tensors: not weights-only.
-                state = torch.load(
-                    Path(restored, STATE_FILE), map_location=device, weights_only=False
-                )
-                module.load_state_dict(state["module"])
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                if Path(restored, BEST_FILE).exists():
-                    best_state = torch.load(
-                        Path(restored, BEST_FILE), map_location="cpu", weights_only=True
-                    )
-            start_epoch, history = meta["epoch"] + 1, meta["history"]
-            best, resumes = meta["best"], meta["resumes"] + 1
-            print(f"[kdorch] rank {rank}: resumed from the checkpoint of epoch {start_epoch - 1}")
-    if engine is not None:
-        runner: Any = engine
-    elif world > 1:
-        import ray.train.torch
-
-        runner = ray.train.torch.prepare_model(module)
-    else:
-        runner = module
-
+    run = _start(spec, session)
+    _resume(run, session)
+    runner = _runner(run, session.world)
     train_batches = held_or_streamed(
-        train_data, batch_size=cfg.batch_size, shuffle=True, cfg=cfg, rank=rank
+        train_data, batch_size=cfg.batch_size, shuffle=True, cfg=cfg, rank=session.rank
     )
     eval_batches = held_or_streamed(
-        eval_data, batch_size=max(cfg.batch_size, 256), shuffle=False, cfg=cfg, rank=rank
+        eval_data, batch_size=max(cfg.batch_size, 256), shuffle=False, cfg=cfg, rank=session.rank
     )
-    step = start_epoch * spec.steps_per_epoch
+    step = run.start_epoch * spec.steps_per_epoch
     last_checkpoint = time.monotonic()
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(run.start_epoch, cfg.epochs):
         started = time.perf_counter()
-        sums: dict[str, float] = {}
-        batches = 0
-        runner.train()
-        for raw in train_batches.batches(epoch):
-            batch = _to_device(raw, device, shape)
-            progress = epoch + batches / max(spec.steps_per_epoch, 1)
-            loss, parts = runner(batch, progress, step)
-            _check_finite(loss, parts, epoch, step)
-            if engine is not None:
-                engine.backward(loss)
-                engine.step()
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-            value = float(loss.detach())
-            _unwrap(runner).on_step_end(value)
-            sums["loss"] = sums.get("loss", 0.0) + value
-            for name, part in parts.items():
-                sums[name] = sums.get(name, 0.0) + float(part)
-            batches += 1
-            step += 1
-        names = sorted(sums)
-        reduced = _all_reduce([sums[n] for n in names] + [batches], device)
-        metrics: dict[str, Any] = {
-            f"train_{n}": v / max(reduced[-1], 1) for n, v in zip(names, reduced, strict=False)
-        }
+        metrics, step = _train_epoch(spec, run, runner, train_batches, epoch, step, session, shape)
         student_now = _unwrap(runner).student
-        metrics.update(evaluate(student_now, eval_batches, epoch, device, shape))
+        metrics.update(evaluate(student_now, eval_batches, epoch, session.device, shape))
         metrics.update(
             epoch=epoch,
             seconds=time.perf_counter() - started,
-            lr=optimizer.param_groups[0]["lr"],
-            workers=world,  # elastic training grows it (a restart from the last checkpoint)
+            lr=run.optimizer.param_groups[0]["lr"],
+            workers=session.world,  # elastic training grows it (a restart from the last checkpoint)
         )
-        history.append(metrics)
-        if metrics["val_accuracy"] > best and engine is None and rank == 0:
-            best_state = {k: v.detach().cpu().clone() for k, v in student_now.state_dict().items()}
-        best = max(best, metrics["val_accuracy"])
+        run.history.append(metrics)
+        if metrics["val_accuracy"] > run.best and run.engine is None and session.rank == 0:
+            run.best_state = {
+                k: v.detach().cpu().clone() for k, v in student_now.state_dict().items()
+            }
+        run.best = max(run.best, metrics["val_accuracy"])
         last = epoch == cfg.epochs - 1
         due = time.monotonic() - last_checkpoint >= cfg.checkpoint_every_s
         # A Ray Train run's weights come back through its last checkpoint.
         if (due and not last) or (last and session.returns_by_checkpoint):
-            meta = {"epoch": epoch, "history": history, "best": best, "resumes": resumes}
-            _checkpoint(session, runner, engine, optimizer, scheduler, metrics, meta, best_state)
+            _checkpoint(session, runner, run, metrics, epoch)
             last_checkpoint = time.monotonic()
         else:
             session.report(metrics, None)
     student = _unwrap(runner).student
     return LoopResult(
         student_state={k: v.detach().cpu() for k, v in student.state_dict().items()},
-        best_state=best_state,
-        history=history,
-        resumes=resumes,
+        best_state=run.best_state,
+        history=run.history,
+        resumes=run.resumes,
     )
 
 
-def _checkpoint(
-    session: Session,
+def _start(spec: LoopSpec, session: Session) -> _Run:
+    """The student (built, or loaded from ``spec.init``), the objective's module around it on
+    the worker's device, its optimiser and schedule, and DeepSpeed's engine when asked."""
+    from components.artifacts.checkpoints import load_model
+    from components.models.zoo import build_model
+
+    cfg = spec.training
+    if spec.init is not None:
+        student, _ = load_model(spec.store, spec.init)
+        student.train()
+    else:
+        student = build_model(spec.model, seed=cfg.seed)
+    total_steps = cfg.epochs * spec.steps_per_epoch
+    module = spec.objective.build(student, total_steps, spec.store).to(session.device)
+    optimizer = make_optimizer([p for p in module.parameters() if p.requires_grad], cfg)
+    scheduler = make_schedule(optimizer, cfg, total_steps)
+    engine = None
+    if cfg.strategy == "deepspeed":
+        engine = deepspeed_engine(module, optimizer, scheduler, cfg, session.world)
+    return _Run(module, optimizer, scheduler, engine)
+
+
+def _resume(run: _Run, session: Session) -> None:
+    """Load the session's checkpoint into ``run``, when it has one (a restarted worker)."""
+    with session.restore() as restored:
+        if restored is None:
+            return
+        meta = read_meta(restored)
+        if run.engine is not None:
+            run.engine.load_checkpoint(str(restored), tag=DS_TAG)
+        else:
+            # Our own file, holding optimizer state beside tensors: not weights-only.
+            state = torch.load(
+                Path(restored, STATE_FILE), map_location=session.device, weights_only=False
+            )
+            run.module.load_state_dict(state["module"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.scheduler.load_state_dict(state["scheduler"])
+            if Path(restored, BEST_FILE).exists():
+                run.best_state = torch.load(
+                    Path(restored, BEST_FILE), map_location="cpu", weights_only=True
+                )
+        run.start_epoch, run.history = meta["epoch"] + 1, meta["history"]
+        run.best, run.resumes = meta["best"], meta["resumes"] + 1
+        print(f"[kdorch] rank {session.rank}: resumed from the checkpoint of epoch {meta['epoch']}")
+
+
+def _runner(run: _Run, world: int) -> Any:
+    """What the loop calls: DeepSpeed's engine, the module wrapped for DDP, or the module."""
+    if run.engine is not None:
+        return run.engine
+    if world > 1:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(run.module)
+    return run.module
+
+
+def _train_epoch(
+    spec: LoopSpec,
+    run: _Run,
     runner: Any,
-    engine: Any,
-    optimizer: Any,
-    scheduler: Any,
-    metrics: dict[str, Any],
-    meta: dict[str, Any],
-    best_state: dict[str, torch.Tensor] | None,
+    data: Batches,
+    epoch: int,
+    step: int,
+    session: Session,
+    shape: tuple[int, ...],
+) -> tuple[dict[str, Any], int]:
+    """One pass over this worker's training rows, from global step ``step``: the mean over all
+    workers' batches of the loss and of each logged part (``train_<name>``), and the global
+    step reached."""
+    sums: dict[str, float] = {}
+    batches = 0
+    runner.train()
+    for raw in data.batches(epoch):
+        batch = _to_device(raw, session.device, shape)
+        progress = epoch + batches / max(spec.steps_per_epoch, 1)
+        loss, parts = runner(batch, progress, step)
+        _check_finite(loss, parts, epoch, step)
+        run.step(loss)
+        value = float(loss.detach())
+        _unwrap(runner).on_step_end(value)
+        sums["loss"] = sums.get("loss", 0.0) + value
+        for name, part in parts.items():
+            sums[name] = sums.get(name, 0.0) + float(part)
+        batches += 1
+        step += 1
+    names = sorted(sums)
+    reduced = _all_reduce([sums[n] for n in names] + [batches], session.device)
+    means = {f"train_{n}": v / max(reduced[-1], 1) for n, v in zip(names, reduced, strict=False)}
+    return means, step
+
+
+def _checkpoint(
+    session: Session, runner: Any, run: _Run, metrics: dict[str, Any], epoch: int
 ) -> None:
     """Report the epoch with a checkpoint (rank 0's, or every rank's ZeRO partition)."""
     with tempfile.TemporaryDirectory(prefix="kdorch-ckpt-") as tmp:
-        if engine is not None:  # every rank writes its ZeRO partition; Ray merges the folders
-            engine.save_checkpoint(tmp, tag=DS_TAG)
+        if run.engine is not None:  # every rank writes its ZeRO partition; Ray merges the folders
+            run.engine.save_checkpoint(tmp, tag=DS_TAG)
             if session.rank == 0:
-                write_meta(Path(tmp), meta)
+                write_meta(Path(tmp), run.meta(epoch))
             session.report(metrics, Path(tmp))
             return
         if session.rank != 0:
@@ -312,41 +335,15 @@ def _checkpoint(
             return
         module = _unwrap(runner)
         torch.save(module.student.state_dict(), Path(tmp, MODEL_FILE))
-        if best_state is not None:
-            torch.save(best_state, Path(tmp, BEST_FILE))
+        if run.best_state is not None:
+            torch.save(run.best_state, Path(tmp, BEST_FILE))
         torch.save(
             {
                 "module": module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
             },
             Path(tmp, STATE_FILE),
         )
-        write_meta(Path(tmp), meta)
+        write_meta(Path(tmp), run.meta(epoch))
         session.report(metrics, Path(tmp))
-
-
-def _deepspeed(
-    module: nn.Module, optimizer: Any, scheduler: Any, cfg: TrainingSettings, world: int
-) -> Any:
-    os.environ.setdefault("DS_ACCELERATOR", "cuda" if cfg.scaling.use_gpu else "cpu")
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend="nccl" if cfg.scaling.use_gpu else "gloo")
-    zero: dict[str, Any] = {"stage": cfg.deepspeed.zero_stage}
-    if cfg.deepspeed.offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu"}
-    config = {
-        "train_micro_batch_size_per_gpu": cfg.batch_size,
-        "gradient_accumulation_steps": 1,
-        "train_batch_size": cfg.batch_size * world,
-        "zero_optimization": zero,
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    # Passing a torch optimizer avoids compiling DeepSpeed's fused/CPU Adam ops on CPU machines.
-    engine, _, _, _ = deepspeed.initialize(
-        model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config
-    )
-    return engine
