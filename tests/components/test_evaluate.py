@@ -13,12 +13,11 @@ from components.artifacts.datasets import read_split
 from components.evaluation.evaluate import EvaluateComponent
 from components.models.zoo import build_model
 from orchestrator import Pipeline, run
-from orchestrator.execution.context import StepContext
 from orchestrator.storage.store import ArtifactStore
-from schemas.engine.pipeline import Resources
 from schemas.kd.artifacts import Dataset, ModelCheckpoint
 from schemas.kd.components.evaluate import EvaluateConfig, EvaluateInputs
 from schemas.kd.models import MLPSpec
+from tests.support.context import step_context
 
 
 @pytest.fixture(scope="module")
@@ -47,26 +46,14 @@ def setup(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        ctx = context(store, step_id=f"model{i}", key=f"{i:02d}" * 32)
+        ctx = step_context(store, step_id=f"model{i}", key=f"{i:02d}" * 32)
         checkpoints.append(store.seal(save_model(ctx, "model", model)))
     return store, data, checkpoints
 
 
-def context(store: ArtifactStore, step_id: str = "report", key: str = "ab" * 32) -> StepContext:
-    return StepContext(
-        store=store,
-        step_id=step_id,
-        component="test",
-        key=key,
-        run_id="r",
-        attempt="a1",
-        resources=Resources(),
-    )
-
-
 def evaluate(store: ArtifactStore, **kwargs: object):  # type: ignore[no-untyped-def]
     config = kwargs.pop("config", EvaluateConfig(latency_repeats=2))
-    return EvaluateComponent(config).run(EvaluateInputs(**kwargs), context(store))  # type: ignore[arg-type]
+    return EvaluateComponent(config).run(EvaluateInputs(**kwargs), step_context(store))  # type: ignore[arg-type]
 
 
 def test_scores_labels_groups_and_files(setup) -> None:  # type: ignore[no-untyped-def]

@@ -16,24 +16,11 @@ from components.data.bundled import feature_columns, write_table
 from components.evaluation.evaluate import EvaluateComponent
 from components.models.zoo import build_model
 from orchestrator import Pipeline, run
-from orchestrator.execution.context import StepContext
 from orchestrator.storage.store import ArtifactStore
-from schemas.engine.pipeline import Resources
 from schemas.kd.artifacts import Dataset, ModelCheckpoint
 from schemas.kd.components.evaluate import EvaluateConfig, EvaluateInputs
 from schemas.kd.models import MLPSpec
-
-
-def context(store: ArtifactStore, step_id: str, key: str) -> StepContext:
-    return StepContext(
-        store=store,
-        step_id=step_id,
-        component="test",
-        key=key,
-        run_id="r",
-        attempt="a1",
-        resources=Resources(),
-    )
+from tests.support.context import step_context
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +48,7 @@ def wine(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        ctx = context(store, f"model{i}", f"{i + 10:02d}" * 32)
+        ctx = step_context(store, f"model{i}", f"{i + 10:02d}" * 32)
         checkpoints.append(store.seal(save_model(ctx, "model", model)))
     return store, data, checkpoints
 
@@ -70,7 +57,7 @@ def test_report_content_on_three_classes(wine) -> None:  # type: ignore[no-untyp
     store, data, (teacher, s0, s1) = wine
     config = EvaluateConfig(names=["student", "student"], latency_repeats=3, plots=False)
     inputs = EvaluateInputs(data=data, teacher=teacher, models=[s0, s1])
-    out = EvaluateComponent(config).run(inputs, context(store, "report", "cd" * 32))
+    out = EvaluateComponent(config).run(inputs, step_context(store, "report", "cd" * 32))
     metrics = out.metrics
     assert all("top5" not in row for row in metrics.values())  # 3 classes: top-5 is always 100%
     # The majority class of the train split (class_1: 71 of 178 rows), scored on the test split.
