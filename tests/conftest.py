@@ -98,7 +98,7 @@ def other_ray(request: pytest.FixtureRequest) -> Iterator[OtherRay]:
     module that asks for it — or the whole session with KDORCH_TEST_OTHER_RAY=1; stopped by
     killing only its own processes. (While it runs, jobs submitted to the session cluster fail
     to fetch their working_dir package from the GCS: a Ray 2.60 limit of two clusters on one
-    machine, stated in the README's "A shared machine".)"""
+    machine, stated in docs/ray.md, "A shared machine".)"""
     if os.environ.get("KDORCH_TEST_OTHER_RAY") == "1":
         yield request.getfixturevalue("_session_other_ray")
         return

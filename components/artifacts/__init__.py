@@ -7,5 +7,6 @@ verified against the artifact's manifest by the store (sizes always, sha256 once
 - `datasets`: `Dataset` splits as Parquet (`write_dataset`, `read_split`, `split_source`).
 - `logits`: `LogitShards` (`ShardWriter`, `read_teacher_table`).
 - `checkpoints`: `ModelCheckpoint` (`save_model`, `load_model`).
-- `reports`: `EvalReport` and other small files (`write_files`, `read_json`).
+Small files (reports, JSON) are written with `StepContext.write_bytes` and read with the store's
+`read_json`. Meta-DMoE's checkpoints are in `components.metadmoe.checkpoints`.
 """

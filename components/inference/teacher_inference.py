@@ -27,7 +27,7 @@ class TeacherInference(
     actors (`num_actors`) run a Ray Data actor pool, on GPUs with `gpus_per_actor`. The step's
     key covers the teacher's and the dataset's data versions and this config, so every later
     run, student and tuning trial that asks for the same teacher outputs reuses the shards (see
-    the README's "Teacher logit caches"). Rows are computed in eval mode without augmentation.
+    docs/caching.md, "Teacher logit caches"). Rows are computed in eval mode without augmentation.
     """
 
     key = "teacher_inference"

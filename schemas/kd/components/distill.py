@@ -27,7 +27,7 @@ class DistillConfig(TrainingSettings):
     losses: list[LossSpec] = Field(
         default_factory=lambda: [_default_loss()],
         min_length=1,
-        description="Loss terms, summed with their weights (the README's loss table).",
+        description="Loss terms, summed with their weights (docs/components.md, 'Losses').",
     )
     skip_teachers_trained_on: list[str] = Field(
         default_factory=list,
