@@ -2,7 +2,12 @@
 
 The Markdown holds one row per model and the majority-class baseline; each model against the
 teacher (accuracy kept, x parameters, x MACs, x latency); one row per repeated label (mean ±
-sample std); then notes on test-time adaptation and on models trained on a scored domain.
+sample std); then notes on test-time adaptation.
+
+A model trained on a scored domain (Meta-DMoE's expert of the held-out domain; any model
+whose `trained_domains` include one) is an upper bound, not a held-out result: every table
+and plot marks it (`MARK`), lists it last, and says so under the table; the title then says
+"held-out domain" when other models never trained on the scored domains.
 """
 
 from __future__ import annotations
@@ -10,9 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from components.evaluation.metrics import Baseline
 from components.evaluation.plots import report_plots
-from components.evaluation.scoring import Scores
+from components.evaluation.scoring import MARK, Scores
 from orchestrator import StepContext
 from schemas.kd.artifacts import Dataset, EvalReport
 from schemas.kd.components.evaluate import EvaluateConfig
@@ -48,74 +52,110 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def markdown(
-    title: str,
-    metrics: Mapping[str, Mapping[str, float]],
-    groups: Mapping[str, Mapping[str, float]],
-    plots: list[str],
-    *,
-    baseline: Baseline | None = None,
-) -> str:
+def scope(data: Dataset, domains: list[str] | None, scores: Scores) -> str:
+    """What was scored, for titles: ``mnist5k, held-out domain rot0`` when some model never
+    trained on the scored domains, else the dataset and the chosen domains."""
+    where = f"{data.source} {data.domain}".strip()
+    if scores.held_out:
+        plural = "s" if len(scores.held_out) > 1 else ""
+        return f"{where}, held-out domain{plural} {', '.join(scores.held_out)}"
+    return where + (f" (domains {', '.join(domains)})" if domains else "")
+
+
+def _marked(scores: Scores, name: str) -> str:
+    """A model's key or a recipe's label, marked when it is an upper bound."""
+    return f"{name} {MARK}" if scores.oracle(name) else name
+
+
+def _ordered_keys(scores: Scores) -> list[str]:
+    return [key for label in scores.ordered_labels() for key in scores.members[label]]
+
+
+def _main_table(scores: Scores) -> list[str]:
+    metrics, baseline = scores.results, scores.baseline
     columns = [c for c in COLUMNS if any(c[0] in row for row in metrics.values())]
-    rows = [[name, *(_cell(row, k, f) for k, _, f in columns)] for name, row in metrics.items()]
-    if baseline is not None:
-        rows.append(
-            [f"majority baseline ('{baseline.class_name}')", f"{baseline.top1:.2%}"]
-            + ["-"] * (len(columns) - 1)
-        )
-    lines = [f"# {title}", "", *_table(["model", *(c[1] for c in columns)], rows)]
-    if baseline is not None:
-        lines += [
-            "",
-            f"Majority baseline: always predicting '{baseline.class_name}' (the most frequent "
-            f"class of the {baseline.fitted_on} split) scores {baseline.top1:.2%} top-1.",
-        ]
+    keys = _ordered_keys(scores)
+    rows = [[_marked(scores, k), *(_cell(metrics[k], c, f) for c, _, f in columns)] for k in keys]
+    held = [k for k in keys if not scores.oracle(k)]
+    baseline_row = [f"majority baseline ('{baseline.class_name}')", f"{baseline.top1:.2%}"]
+    # The baseline closes the held-out rows; the upper bounds come after it.
+    rows.insert(len(held), baseline_row + ["-"] * (len(columns) - 1))
+    lines = _table(["model", *(c[1] for c in columns)], rows)
+    if scores.oracle_note():
+        lines += ["", scores.oracle_note() + "."]
+    lines += [
+        "",
+        f"Majority baseline: always predicting '{baseline.class_name}' (the most frequent "
+        f"class of the {baseline.fitted_on} split) scores {baseline.top1:.2%} top-1.",
+    ]
     if "top5" not in (c[0] for c in columns):
         lines += ["Top-5 is not shown: with 5 classes or fewer it is always 100%."]
-    students = {n: r for n, r in metrics.items() if n != "teacher" and "top1_kept" in r}
-    if students:
-        lines += [
-            "",
-            "## Against the teacher",
-            "",
-            "Top-1 kept: the model's top-1 over the teacher's. x params, x MACs, x latency: the "
-            "teacher's value over the model's (above 1: the model is smaller or faster).",
-            "",
+    return lines
+
+
+def _versus_table(scores: Scores) -> list[str]:
+    students = {
+        k: scores.results[k]
+        for k in _ordered_keys(scores)
+        if k != "teacher" and "top1_kept" in scores.results[k]
+    }
+    if not students:
+        return []
+    lines = [
+        "",
+        "## Against the teacher",
+        "",
+        "Top-1 kept: the model's top-1 over the teacher's. x params, x MACs, x latency: the "
+        "teacher's value over the model's (above 1: the model is smaller or faster).",
+        "",
+    ]
+    shown = [c for c in VERSUS if any(c[0] in r for r in students.values())]
+    return lines + _table(
+        ["model", *(c[1] for c in shown)],
+        [[_marked(scores, n), *(_cell(r, k, f) for k, _, f in shown)] for n, r in students.items()],
+    )
+
+
+def _groups_table(scores: Scores) -> list[str]:
+    groups = {
+        label: scores.groups[label] for label in scores.ordered_labels() if label in scores.groups
+    }
+    if not groups:
+        return []
+    lines = [
+        "",
+        "## Recipes (mean ± sample std over models sharing a label)",
+        "",
+        "The std is the sample standard deviation over the n models (ddof=1).",
+        "",
+    ]
+    formats = {k: f for k, _, f in [*COLUMNS, *VERSUS]}
+    names = {k: n for k, n, _ in [*COLUMNS, *VERSUS]}
+    shown_keys = [k for k in GROUPED if any(f"{k}_mean" in r for r in groups.values())]
+    body = []
+    for name, row in groups.items():
+        cells = [
+            f"{formats[k].format(row[f'{k}_mean'])} ± {formats[k].format(row[f'{k}_std'])}"
+            if f"{k}_mean" in row
+            else "-"
+            for k in shown_keys
         ]
-        shown = [c for c in VERSUS if any(c[0] in r for r in students.values())]
-        lines += _table(
-            ["model", *(c[1] for c in shown)],
-            [[n, *(_cell(r, k, f) for k, _, f in shown)] for n, r in students.items()],
-        )
-    if groups:
-        lines += [
-            "",
-            "## Recipes (mean ± sample std over models sharing a label)",
-            "",
-            "The std is the sample standard deviation over the n models (ddof=1).",
-            "",
-        ]
-        formats = {k: f for k, _, f in [*COLUMNS, *VERSUS]}
-        names = {k: n for k, n, _ in [*COLUMNS, *VERSUS]}
-        shown_keys = [k for k in GROUPED if any(f"{k}_mean" in r for r in groups.values())]
-        body = []
-        for name, row in groups.items():
-            cells = [
-                f"{formats[k].format(row[f'{k}_mean'])} ± {formats[k].format(row[f'{k}_std'])}"
-                if f"{k}_mean" in row
-                else "-"
-                for k in shown_keys
-            ]
-            body.append([name, f"{row['n']:.0f}", *cells])
-        lines += _table(["recipe", "n", *(names[k] for k in shown_keys)], body)
+        body.append([_marked(scores, name), f"{row['n']:.0f}", *cells])
+    return lines + _table(["recipe", "n", *(names[k] for k in shown_keys)], body)
+
+
+def markdown(title: str, scores: Scores, plots: list[str]) -> str:
+    """The report's Markdown: the models and the baseline (upper bounds marked and last), the
+    teacher comparison, the recipes' mean ± std, the plots."""
+    lines = [f"# {title}", "", *_main_table(scores), *_versus_table(scores), *_groups_table(scores)]
     if plots:
         lines += ["", *[f"![{p}]({p})" for p in plots]]
     return "\n".join(lines) + "\n"
 
 
-def notes(adaptation: Mapping[str, Mapping[str, list[int]]], saw: list[str]) -> str:
-    """Markdown notes: which rows each adaptive model adapted on, and which models were trained
-    on a scored domain (so theirs is not a held-out result)."""
+def notes(adaptation: Mapping[str, Mapping[str, list[int]]]) -> str:
+    """Markdown notes: which rows each adaptive model adapted on. (Models trained on a scored
+    domain are marked in the tables themselves: `oracle_note`.)"""
     lines = []
     if adaptation:
         lines += ["", "## Test-time adaptation", ""]
@@ -127,12 +167,6 @@ def notes(adaptation: Mapping[str, Mapping[str, list[int]]], saw: list[str]) -> 
                     f"(labels unused): {shown}; every {domain} row was then predicted with "
                     "those weights"
                 )
-    if saw:
-        lines += [
-            "",
-            "Trained on a scored domain (not a held-out result): "
-            + ", ".join(f"`{k}`" for k in saw),
-        ]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -144,15 +178,14 @@ def write_report(
     path = ctx.output_path("report")
     written: list[str] = []
     if cfg.plots:
-        files = report_plots(scores, cfg.split, cfg.ece_bins, data)
+        files = report_plots(
+            scores, cfg.split, cfg.ece_bins, data, scope(data, cfg.domains, scores)
+        )
         for name, content in files.items():
             ctx.store.write_bytes(f"{path}/{name}", content)
         written = sorted(files)
     rows = len(scores.labels)
-    where = f"{data.source} {data.domain}".strip()
-    if cfg.domains:
-        where += f" (domains {', '.join(cfg.domains)})"
-    title = f"{where}: {cfg.split} split, {rows} rows"
+    title = f"{scope(data, cfg.domains, scores)}: {cfg.split} split, {rows} rows"
     document = {
         "split": cfg.split,
         "dataset": data.source,
@@ -162,14 +195,14 @@ def write_report(
         "metrics": scores.results,
         "groups": scores.groups,
         "adaptation": scores.adaptation,
-        "trained_on_scored_domains": scores.saw,
+        "held_out_domains": scores.held_out,
+        "trained_on_scored_domains": scores.saw,  # model -> the scored domains it trained on
         "baseline": scores.baseline.as_dict(),
     }
     ctx.store.write_bytes(
         f"{path}/report.json", json.dumps(document, indent=1, sort_keys=True).encode()
     )
-    text = markdown(title, scores.results, scores.groups, written, baseline=scores.baseline)
-    text += notes(scores.adaptation, scores.saw)
+    text = markdown(title, scores, written) + notes(scores.adaptation)
     ctx.store.write_bytes(f"{path}/report.md", text.encode())
     return EvalReport(
         path=path,

@@ -2,7 +2,10 @@
 summaries of models sharing a label and the majority-class baseline (`score_models`).
 
 An adaptive model (`AdaptiveModelCheckpoint`, Meta-DMoE's) adapts to each domain on that
-domain's own first rows (unlabeled) and is then scored with those weights.
+domain's own first rows (unlabeled) and is then scored with those weights. A model whose
+`trained_domains` include a scored domain is an oracle (an upper bound, `Scores.oracle`); when
+some other model trained only on other domains, the scored domains are held out
+(`Scores.held_out`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from schemas.kd.artifacts import AdaptiveModelCheckpoint, Dataset, ModelCheckpoi
 from schemas.kd.components.evaluate import EvaluateConfig
 
 Row = dict[str, float]
+MARK = "†"  # after the name of a model trained on a scored domain, in tables and plots
 
 
 @dataclass
@@ -34,9 +38,33 @@ class Scores:
     members: dict[str, list[str]]  # label -> its keys
     logits: dict[str, np.ndarray]  # key -> (N, K) logits
     adaptation: dict[str, dict[str, list[int]]]  # key -> domain -> adaptation rows
-    saw: list[str]  # keys whose training saw a scored domain
+    saw: dict[str, list[str]]  # key -> the scored domains its training saw (oracles only)
+    held_out: list[str]  # the scored domains, when some model never trained on them; else []
     groups: dict[str, Row]  # label -> mean and sample std over its keys
     baseline: m.Baseline
+
+    def oracle(self, label: str) -> bool:
+        """Whether, in a held-out report, a model of ``label`` (or the model of that key)
+        trained on a scored domain: an upper bound, not a held-out result. Without held-out
+        domains every model saw what it is scored on, and none is singled out."""
+        members = self.members.get(label, [label])
+        return bool(self.held_out) and any(key in self.saw for key in members)
+
+    def oracle_note(self) -> str:
+        """What `MARK` means, for the line under a table or plot ("" when nothing is marked)."""
+        if not self.held_out or not self.saw:
+            return ""
+        seen = sorted({d for domains in self.saw.values() for d in domains})
+        what = "the held-out domain" + ("s" if len(seen) > 1 else "")
+        return (
+            f"{MARK} trained on {', '.join(seen)} ({what}): an upper bound, not a held-out "
+            "result; listed last"
+        )
+
+    def ordered_labels(self) -> list[str]:
+        """The labels in input order, but the oracles' last: the order of the report's tables
+        and plots."""
+        return sorted(self.members, key=self.oracle)
 
 
 def class_names(data: Dataset) -> list[str]:
@@ -58,7 +86,8 @@ def score_models(
     members: dict[str, list[str]] = defaultdict(list)
     logits_of: dict[str, np.ndarray] = {}
     adaptation: dict[str, dict[str, list[int]]] = {}
-    saw: list[str] = []
+    saw: dict[str, list[str]] = {}
+    unseen = False  # some model trained only on other domains: a held-out evaluation
     teacher_logits = None
     for label, checkpoint in entries:
         key = label if counts[label] <= 1 else f"{label}[{len(members[label])}]"
@@ -68,7 +97,9 @@ def score_models(
         else:
             model, logits = plain_logits(ctx, checkpoint, split.x)
         if scored & set(checkpoint.trained_domains):
-            saw.append(key)
+            saw[key] = sorted(scored & set(checkpoint.trained_domains))
+        elif checkpoint.trained_domains:
+            unseen = True
         if label == "teacher":
             teacher_logits = logits
         results[key] = metrics_row(cfg, data, model, split.x, split.y, logits, teacher_logits)
@@ -85,7 +116,10 @@ def score_models(
         if len(keys) > 1
     }
     baseline = m.majority_baseline(fit_labels, split.y, class_names(data), fit)
-    return Scores(split.y, results, members, logits_of, adaptation, saw, groups, baseline)
+    held_out = list(cfg.domains or data.domains) if unseen else []
+    return Scores(
+        split.y, results, dict(members), logits_of, adaptation, saw, held_out, groups, baseline
+    )
 
 
 def metrics_row(
