@@ -12,6 +12,7 @@ from orchestrator.compile.external import config_check_problems
 from orchestrator.compile.graph import Graph
 from orchestrator.compile.problems import make_locator
 from orchestrator.compile.resources import capacity_problems
+from orchestrator.compile.wiring import wiring_problems
 from orchestrator.errors import RunFailed, StorageError, ValidationFailed
 from orchestrator.execution.decide import Decision
 from orchestrator.execution.metrics import StepMetrics
@@ -42,15 +43,16 @@ def load(
 def _compile(
     loaded: LoadedPipeline, capacity: dict[str, float] | None, *, check_data: bool = True
 ) -> Graph:
-    """The compiled graph; then, unless ``check_data`` is off, each step's look at the world
-    outside the pipeline (`Component.check_config`: data files, columns), reported as located
-    problems like the rest."""
+    """The compiled graph, then each step's checks against its wiring (`wiring_problems`:
+    teacher inputs for its losses, domains its dataset has) and, unless ``check_data`` is off,
+    its look at the world outside the pipeline (`Component.check_config`: data files,
+    columns), all reported together as located problems like the rest."""
     graph = compile_pipeline(loaded.spec, loaded.source_map, capacity)
-    if check_data:
-        locate = make_locator(loaded.source_map, [s.id for s in loaded.spec.steps])
-        problems = config_check_problems(graph.nodes.values(), locate)
-        if problems:
-            raise ValidationFailed(problems, source=loaded.source)
+    locate = make_locator(loaded.source_map, [s.id for s in loaded.spec.steps])
+    problems = config_check_problems(graph.nodes.values(), locate) if check_data else []
+    problems += wiring_problems(graph, locate, outside=check_data)
+    if problems:
+        raise ValidationFailed(problems, source=loaded.source)
     return graph
 
 

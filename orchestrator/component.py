@@ -19,8 +19,9 @@ download) and for components that opt out with ``fingerprint_code = False``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -45,9 +46,54 @@ class ConfigIssue:
 
     message: str
     #: Dotted path under the step's ``config`` the issue is about (``uri``, ``features.2`` for
-    #: a list's third item); "" for the config as a whole.
+    #: a list's third item); "" for the config as a whole. With ``under="inputs"``: an input
+    #: port (``logits``), "" for the inputs as a whole.
     field: str = ""
     hint: str | None = None
+    under: Literal["config", "inputs"] = "config"
+
+
+PromiseT = TypeVar("PromiseT")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One value an input port will receive, as the compiled graph knows it before anything
+    runs: which step's output it is, and what that step promised about it."""
+
+    step_id: str  # the producing step's instance id ("expert[15]")
+    port: str  # its output port
+    #: What the producer said this output will be (its `Component.promise`); None: unknown.
+    promise: Any = None
+    #: The output is itself a list, so how many items it brings is unknown before it runs.
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """A step's inputs as the compiled graph connects them: which ports are connected, to which
+    outputs, and what the producing steps promised about them (`Component.promise`). Ports
+    that are not connected are absent. `Component.check_wiring` and `Component.promise` read
+    it; the engine never looks inside a promise."""
+
+    step_id: str
+    inputs: Mapping[str, tuple[Upstream, ...]] = field(default_factory=dict)
+    #: Whether a promise may look outside the pipeline (a Parquet footer): off where the data
+    #: may be out of this machine's reach (`kdorch submit` checks it on the cluster).
+    outside: bool = True
+
+    def connected(self, port: str) -> bool:
+        return bool(self.inputs.get(port))
+
+    def count(self, port: str) -> int | None:
+        """How many values ``port`` receives (0: not connected); None when one of its sources
+        is itself a list, whose length only the run knows."""
+        sources = self.inputs.get(port, ())
+        return None if any(s.many for s in sources) else len(sources)
+
+    def promised(self, port: str, kind: type[PromiseT]) -> list[tuple[Upstream, PromiseT]]:
+        """The sources of ``port`` whose producer promised a ``kind``, each with its promise."""
+        return [(s, s.promise) for s in self.inputs.get(port, ()) if isinstance(s.promise, kind)]
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -106,6 +152,23 @@ class Component(Generic[ConfigT, InputsT, OutputsT]):
         run by validate, plan and run after the pipeline compiled, on the driver, once per
         distinct config. Keep them cheap (metadata only: a Parquet footer, not its rows) and
         light (no torch import): `kdorch validate` waits for them."""
+        return []
+
+    @classmethod
+    def promise(cls, config: ConfigT, wiring: Wiring) -> dict[str, Any]:
+        """What this step's outputs will be, as far as its config (and what its own inputs
+        promise, in ``wiring``) tells before it runs: output port -> a description its
+        consumers understand (the dataset step: its domains and split names). Ports left out
+        are unknown. Called in graph order by validate, plan and run; cheap and light (no
+        torch import), and it looks outside the pipeline only when ``wiring.outside``."""
+        return {}
+
+    @classmethod
+    def check_wiring(cls, config: ConfigT, wiring: Wiring) -> list[ConfigIssue]:
+        """Checks of this config against the step's wiring: which inputs are connected, how
+        many values a list input receives, what the upstream steps promised (`promise`). Run
+        by validate, plan and run once per step after the pipeline compiled, reported located
+        like every other problem. What is unknown passes: only a certain mistake is an issue."""
         return []
 
     @classmethod

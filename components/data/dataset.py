@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from orchestrator import Component, StepContext
-from orchestrator.component import ConfigIssue
+from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.artifacts import Normalization
 from schemas.kd.components.dataset import DatasetConfig, DatasetOutputs
@@ -44,6 +44,15 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
         from components.data.footer import check_parquet_source
 
         return check_parquet_source(config)
+
+    @classmethod
+    def promise(cls, config: DatasetConfig, wiring: Wiring) -> dict[str, Any]:
+        """The dataset's split names and domains, and for the bundled sources (a Parquet
+        table: from its config or footer) its example shape and classes, before it runs
+        (`components.data.promise`): what the steps downstream are checked against."""
+        from components.data.promise import dataset_promise
+
+        return {"dataset": dataset_promise(config, wiring.outside)}
 
     @classmethod
     def external_fingerprint(cls, config: DatasetConfig) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator import Component, StepContext
+from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.metadmoe import AggregatorConfig, AggregatorInputs, AggregatorOutputs
 
@@ -22,6 +23,15 @@ class AggregatorComponent(Component[AggregatorConfig, AggregatorInputs, Aggregat
     Inputs = AggregatorInputs
     Outputs = AggregatorOutputs
     default_resources = Resources(num_cpus=1)
+
+    @classmethod
+    def check_wiring(cls, config: AggregatorConfig, wiring: Wiring) -> list[ConfigIssue]:
+        """A multi-domain dataset with the held-out domains (and the train and val splits its
+        pre-training reads), and at least two experts (`components.metadmoe.checks`)."""
+        from components.metadmoe.checks import metadmoe_issues
+
+        splits = ("train", "val") if config.epochs else ()
+        return metadmoe_issues(wiring, "the aggregator", config.exclude_domains, splits)
 
     def run(self, inputs: AggregatorInputs, ctx: StepContext) -> AggregatorOutputs:
         from components.metadmoe.checkpoints import save_aggregator

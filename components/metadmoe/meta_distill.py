@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator import Component, StepContext
+from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.artifacts import Adaptation
 from schemas.kd.components.metadmoe import MetaDistillConfig, MetaDistillInputs, MetaDistillOutputs
@@ -27,6 +28,20 @@ class MetaDistill(Component[MetaDistillConfig, MetaDistillInputs, MetaDistillOut
     Outputs = MetaDistillOutputs
     default_resources = Resources(num_cpus=1)
     deterministic = False
+
+    @classmethod
+    def check_wiring(cls, config: MetaDistillConfig, wiring: Wiring) -> list[ConfigIssue]:
+        """A multi-domain dataset with the held-out domains, the train split and
+        `eval_split`, and at least two experts (`components.metadmoe.checks`)."""
+        from components.metadmoe.checks import metadmoe_issues
+
+        return metadmoe_issues(
+            wiring,
+            "meta_distill",
+            config.exclude_domains,
+            ("train",),
+            {"eval_split": config.eval_split},
+        )
 
     def run(self, inputs: MetaDistillInputs, ctx: StepContext) -> MetaDistillOutputs:
         from components.artifacts.checkpoints import save_model

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from orchestrator import Component, StepContext
-from orchestrator.component import ConfigIssue
+from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.student_search import (
     StudentSearchConfig,
@@ -12,6 +12,8 @@ from schemas.kd.components.student_search import (
     StudentSearchOutputs,
 )
 from schemas.kd.models import ModelSpecValue
+
+_RAISE_CAPS = "raise max_parameters/max_macs or allow smaller knob values"
 
 
 class StudentSearch(Component[StudentSearchConfig, StudentSearchInputs, StudentSearchOutputs]):
@@ -48,12 +50,43 @@ class StudentSearch(Component[StudentSearchConfig, StudentSearchInputs, StudentS
         problem = unfit_for_any_dataset(config.space)
         return [] if problem is None else [ConfigIssue(problem, field="space")]
 
+    @classmethod
+    def check_wiring(cls, config: StudentSearchConfig, wiring: Wiring) -> list[ConfigIssue]:
+        """The splits the search reads, and a space whose caps no candidate meets for the
+        dataset's real shape and classes when the dataset step promises them (a space that
+        fits no dataset at all is `check_config`'s, reported once)."""
+        from components.data.promise import PromisedData
+        from components.search.candidates import (
+            CandidateSpace,
+            SearchSpaceError,
+            unfit_for_any_dataset,
+        )
+
+        data = PromisedData.of(wiring)
+        if data is None:
+            return []
+        issues = data.split_issues("", "train", reads="the score's batch")
+        if config.validation is not None:
+            issues += data.split_issues("", "val", reads="validation")
+        shape, classes = data.promise.feature_shape, data.promise.num_classes
+        if shape is None or not classes or unfit_for_any_dataset(config.space) is not None:
+            return issues
+        try:
+            CandidateSpace(config.space, input_shape=tuple(shape), num_classes=classes)
+        except SearchSpaceError as e:
+            issues.append(ConfigIssue(f"{e} ({data.where})", "space", _RAISE_CAPS))
+        return issues
+
     def run(self, inputs: StudentSearchInputs, ctx: StepContext) -> StudentSearchOutputs:
         from components.search.choose import choose_student
+        from components.search.shortfall import shortfalls
 
         outcome = choose_student(ctx, self.config, inputs.data, inputs.teacher, inputs.logits)
+        notes = shortfalls(self.config, inputs.data, outcome)
+        for note in notes:
+            ctx.log("less than asked: %s", note)
         return StudentSearchOutputs(
-            ranking=outcome.ranking,
+            ranking=outcome.ranking.model_copy(update={"notes": notes}),
             student=ModelSpecValue(outcome.best.spec),
             largest=ModelSpecValue(outcome.largest.spec),
             random=ModelSpecValue(outcome.random.spec),

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from components.training.resources import TrainingComponent
 from orchestrator import StepContext
+from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.distill import DistillConfig, DistillInputs, DistillOutputs
 from schemas.kd.models import ModelSpec
+
+_NO_STUDENT = (
+    "distill has no student architecture: set `config.student` (e.g. {arch: mlp, hidden: "
+    "[256]}) or connect the `student` input (e.g. student_search's `student`)"
+)
 
 
 class Distill(TrainingComponent[DistillConfig, DistillInputs, DistillOutputs]):
@@ -29,16 +35,23 @@ class Distill(TrainingComponent[DistillConfig, DistillInputs, DistillOutputs]):
     default_resources = Resources(num_cpus=1)
     deterministic = False
 
+    @classmethod
+    def check_wiring(cls, config: DistillConfig, wiring: Wiring) -> list[ConfigIssue]:
+        """The dataset's splits and domains, a student architecture, and teacher inputs that
+        can serve the losses and weights (`components.training.teachers`)."""
+        from components.training.teachers import teacher_wiring_issues
+
+        issues = super().check_wiring(config, wiring) + teacher_wiring_issues(config, wiring)
+        if config.student is None and not wiring.connected("student"):
+            issues.append(ConfigIssue(_NO_STUDENT, "student"))
+        return issues
+
     def student_spec(self, inputs: DistillInputs) -> ModelSpec:
         """The `student` input's spec when connected, else `config.student`."""
         if inputs.student is not None:
             return inputs.student.root
         if self.config.student is None:
-            raise ValueError(
-                "distill has no student architecture: set `config.student` (e.g. "
-                "{arch: mlp, hidden: [256]}) or connect the `student` input (e.g. "
-                "student_search's `student`)"
-            )
+            raise ValueError(_NO_STUDENT)
         return self.config.student
 
     def run(self, inputs: DistillInputs, ctx: StepContext) -> DistillOutputs:

@@ -13,101 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from components.training.data import TrainingData
+from components.training.teachers import checked_teachers
 from components.training.trainer import FitResult
 from orchestrator import StepContext
 from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
 from schemas.kd.components.distill import DistillConfig
 from schemas.kd.models import ModelSpec
-
-#: What each kind of teacher input puts into a batch (names of `KDBatch` fields).
-_ALWAYS = frozenset({"student_logits", "student_features", "labels"})
-_DENSE = frozenset({"teacher_logits"})
-_TOPK = frozenset({"teacher_topk_indices", "teacher_topk_values", "teacher_rest_mass"})
-_FEATURES = frozenset({"teacher_features"})
-_HOW = {
-    "teacher_logits": "all of the teacher's logits: run teacher_inference without `top_k`, or "
-    "connect `teachers` (online)",
-    "teacher_topk_indices": "a top-k logit cache: teacher_inference with `top_k`",
-    "teacher_topk_values": "a top-k logit cache: teacher_inference with `top_k`",
-    "teacher_rest_mass": "a top-k logit cache: teacher_inference with `top_k`",
-    "teacher_features": "teacher features: teacher_inference with `feature: penultimate`, or "
-    "`teachers` (online)",
-}
-
-
-def provided_fields(logits: Sequence[LogitShards], online: bool) -> frozenset[str]:
-    """The batch fields the connected teacher inputs can fill."""
-    if online:
-        return _ALWAYS | _DENSE | _FEATURES
-    if not logits:
-        return _ALWAYS
-    out = set(_ALWAYS)
-    if all(c.top_k is None for c in logits):
-        out |= _DENSE
-    if all(c.top_k is not None for c in logits):
-        out |= _TOPK
-    if all(c.feature is not None for c in logits):
-        out |= _FEATURES
-    return frozenset(out)
-
-
-def check_teacher_inputs(
-    cfg: DistillConfig, logits: Sequence[LogitShards], teachers: Sequence[ModelCheckpoint]
-) -> None:
-    """Refuse combinations of teacher inputs and losses that cannot work, before training."""
-    if logits and teachers:
-        raise ValueError(
-            "connect either `logits` (cached teacher outputs) or `teachers` (run online), not both"
-        )
-    if len({c.top_k for c in logits}) > 1:
-        raise ValueError(
-            "the logit caches mix dense and top-k (or different k): give every teacher the "
-            "same teacher_inference settings"
-        )
-    count = len(logits) or len(teachers)
-    if cfg.teacher_weights is not None and len(cfg.teacher_weights) != count:
-        raise ValueError(
-            f"teacher_weights has {len(cfg.teacher_weights)} weights for {count} teachers; "
-            "give one per teacher, in input order"
-        )
-    provided = provided_fields(logits, bool(teachers))
-    for i, loss in enumerate(cfg.losses):
-        missing = sorted(loss.requires() - provided)
-        if missing:
-            needs = "; ".join(dict.fromkeys(_HOW.get(m, m) for m in missing))
-            hint = ""
-            if (
-                loss.type in ("kd", "dkd", "pld", "taid", "meal")
-                and "teacher_logits" in missing
-                and any(c.top_k for c in logits)
-            ):
-                hint = " (with a top-k cache, use `type: topk_kl`)"
-            raise ValueError(f"losses[{i}] ({loss.type}) needs {needs}{hint}")
-
-
-def kept_teachers(
-    cfg: DistillConfig, logits: Sequence[LogitShards], teachers: Sequence[ModelCheckpoint]
-) -> tuple[list[LogitShards], list[ModelCheckpoint]]:
-    """The teachers left after `skip_teachers_trained_on` (e.g. the expert of a held-out
-    domain); ``teacher_weights`` apply to these, in input order."""
-    skip = set(cfg.skip_teachers_trained_on)
-    kept_logits = [c for c in logits if not skip & set(c.teacher_domains)]
-    kept_online = [t for t in teachers if not skip & set(t.trained_domains)]
-    if skip and (logits or teachers) and not (kept_logits or kept_online):
-        raise ValueError(
-            f"every teacher was trained on {sorted(skip)} (skip_teachers_trained_on): none left"
-        )
-    return kept_logits, kept_online
-
-
-def checked_teachers(
-    cfg: DistillConfig, logits: Sequence[LogitShards], teachers: Sequence[ModelCheckpoint]
-) -> tuple[list[LogitShards], list[ModelCheckpoint]]:
-    """`kept_teachers`, refused by `check_teacher_inputs` when they cannot serve ``cfg``'s
-    losses and weights: the one check of teacher inputs, before anything trains."""
-    kept = kept_teachers(cfg, logits, teachers)
-    check_teacher_inputs(cfg, *kept)
-    return kept
 
 
 def distill_student(

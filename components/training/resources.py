@@ -8,6 +8,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from orchestrator import Component
+from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.training import TrainingSettings
 
@@ -53,3 +54,10 @@ class TrainingComponent(Component[SettingsT, InputsT, OutputsT]):
     @classmethod
     def task_retries(cls, config: SettingsT) -> int:
         return config.scaling.max_failures if config.runs_in_process() else 0
+
+    @classmethod
+    def check_wiring(cls, config: SettingsT, wiring: Wiring) -> list[ConfigIssue]:
+        """The splits and domains the config names, against the dataset's promise."""
+        from components.training.checks import training_issues
+
+        return training_issues(config, wiring)

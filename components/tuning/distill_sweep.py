@@ -18,10 +18,11 @@ from components.artifacts.datasets import parquet_bytes
 from components.training.common import export_model, fit_spec_to_dataset
 from components.training.data import prepare_data
 from components.tuning import plots
+from components.tuning.checks import student_of
 from components.tuning.ray_config import trial_config
 from components.tuning.results import TrialRow, best_weights, collect, select_best, summary, table
 from components.tuning.sweep import run_sweep
-from components.tuning.trial import TrialBrief, check_trial, student_of, trainable
+from components.tuning.trial import TrialBrief, check_trial, trainable
 from orchestrator import StepContext
 from schemas.kd.artifacts import ModelCheckpoint
 from schemas.kd.components.distill import DistillInputs

@@ -28,17 +28,17 @@ from typing import Any
 import torch
 
 from components.training.common import fit_spec_to_dataset
-from components.training.distillation import checked_teachers
 from components.training.loop import BEST_FILE, MODEL_FILE, LoopSpec, run_loop
 from components.training.objective import DistillObjective
 from components.training.session import checkpoint_folder
+from components.training.teachers import checked_teachers
 from components.training.trainer import as_tensors, steps_per_epoch
+from components.tuning.checks import student_of, unsupported
 from components.tuning.ray_config import trial_config
 from components.tuning.resources import trial_resources
 from orchestrator import ArtifactStore
 from schemas.kd.components.distill import DistillConfig, DistillInputs
 from schemas.kd.components.tune import TuneConfig
-from schemas.kd.models import ModelSpec
 
 FINAL_FILE = "final.json"
 """Marks a trial's last checkpoint: the finished student (``model.pt``, ``best_model.pt``)."""
@@ -62,21 +62,6 @@ class TrialBrief:
     train_storage: str = ""  # filesystem path for multi-worker trials' Ray Train runs
 
 
-def unsupported(cfg: DistillConfig) -> str | None:
-    """Why a trial config cannot run in a sweep (None: it can)."""
-    if cfg.strategy == "deepspeed":
-        return (
-            "strategy: deepspeed is not supported in a tune sweep yet; sweep with ddp (the "
-            "best config then trains with deepspeed in a distill step)"
-        )
-    if any(loss.type == "nd" for loss in cfg.losses):
-        return (
-            "the nd loss needs class means of the fused teacher features, which a sweep does not "
-            "compute yet; tune another loss, or run distill with nd"
-        )
-    return None
-
-
 def check_trial(cfg: DistillConfig, inputs: DistillInputs) -> None:
     """Refuse a trial config that cannot train on these inputs: what a sweep cannot do yet, a
     missing student, and distill's own checks of the teacher inputs against the losses."""
@@ -85,13 +70,6 @@ def check_trial(cfg: DistillConfig, inputs: DistillInputs) -> None:
         raise ValueError(reason)
     student_of(cfg)
     checked_teachers(cfg, inputs.logits or [], inputs.teachers or [])
-
-
-def student_of(cfg: DistillConfig) -> ModelSpec:
-    """The architecture every trial trains (a sweep has no `student` input to take it from)."""
-    if cfg.student is None:
-        raise ValueError("a tune step needs `distill.student`: the architecture every trial trains")
-    return cfg.student
 
 
 def loop_spec(cfg: DistillConfig, brief: TrialBrief) -> LoopSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator import Component, StepContext
+from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.tune import TuneConfig, TuneInputs, TuneOutputs
 
@@ -34,6 +35,15 @@ class Tune(Component[TuneConfig, TuneInputs, TuneOutputs]):
         from components.tuning.resources import trial_demand
 
         return trial_demand(config)
+
+    @classmethod
+    def check_wiring(cls, config: TuneConfig, wiring: Wiring) -> list[ConfigIssue]:
+        """What would fail every trial, before any starts: distill's checks of the base config
+        against the inputs (teachers for its losses, the dataset's splits and domains), a
+        student architecture, and a `metric` the trials report (`components.tuning.checks`)."""
+        from components.tuning.checks import tune_issues
+
+        return tune_issues(config, wiring)
 
     def run(self, inputs: TuneInputs, ctx: StepContext) -> TuneOutputs:
         from components.tuning.distill_sweep import sweep_distill

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.errors import ArtifactError, ConfigError, KdorchError
+from orchestrator.errors import ArtifactError, ConfigError, KdorchError, did_you_mean
+from orchestrator.storage.runs import INTERRUPTED, step_counts
 from orchestrator.storage.store import ArtifactStore
 from schemas.engine.run import RunRecord
 from schemas.engine.storage import StorageOptions
@@ -63,17 +63,31 @@ def job_store(
     return ArtifactStore(root, options)
 
 
+def job_info(jobs: Any, address: str, job_id: str) -> Any:
+    """The Jobs API's record of ``job_id``; a `ConfigError` (exit 2) naming the cluster and
+    the close job ids when it holds no such job."""
+    try:
+        return jobs.get_job_info(job_id)
+    except Exception as e:  # the Jobs API says "not found" as an error of any type
+        try:
+            known = [j.submission_id or j.job_id for j in jobs.list_jobs()]
+        except Exception:
+            raise KdorchError(f"cannot ask {address} about job '{job_id}': {e}") from e
+        if job_id in known:  # it exists: the lookup failed for another reason
+            raise KdorchError(f"cannot read job '{job_id}' at {address}: {e}") from e
+        hint = did_you_mean(job_id, [k for k in known if k]) or (
+            f"`kdorch status --address {address}` lists the kdorch jobs there"
+        )
+        raise ConfigError(f"no job '{job_id}' at {address}; {hint}") from None
+
+
 def view(
     address: str,
     job_id: str,
     storage: str | None = None,
     options: StorageOptions | None = None,
 ) -> JobView:
-    jobs = client(address)
-    try:
-        info = jobs.get_job_info(job_id)
-    except Exception as e:
-        raise KdorchError(f"no job '{job_id}' at {address}: {e}") from e
+    info = job_info(client(address), address, job_id)
     metadata = info.metadata or {}
     store = job_store(info, storage, options)
     record = None
@@ -100,10 +114,11 @@ def show_job(console: Console, job: JobView, store: ArtifactStore | None = None)
     if record is None:
         console.print(f"  no run record yet in {job.storage}")
         return
-    counts = Counter(s.status.value for s in record.steps)
+    counts = step_counts(record)
+    kinds = ("ran", "cached", "running", "failed", INTERRUPTED, "skipped")
     console.print(
         "  steps: "
-        + ", ".join(f"{counts[k]} {k}" for k in ("ran", "cached", "running", "failed", "skipped"))
+        + ", ".join(f"{counts[k]} {k}" for k in kinds if counts[k] or k != INTERRUPTED)
         + f" of {len(record.steps)}"
     )
     nodes = sorted({s.node for s in record.steps if s.node})
@@ -142,6 +157,7 @@ def list_jobs(console: Console, address: str) -> None:
 
 def print_logs(console: Console, address: str, job_id: str, follow: bool) -> None:
     jobs = client(address)
+    job_info(jobs, address, job_id)  # an unknown job is one clear line, not a traceback
     if not follow:
         console.out(jobs.get_job_logs(job_id), end="", highlight=False)
         return

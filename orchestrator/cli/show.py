@@ -11,12 +11,15 @@ from rich.table import Table
 
 from orchestrator.errors import KdorchError
 from orchestrator.storage.runs import (
+    INTERRUPTED,
     Output,
     artifact_paths,
     final_outputs,
     is_report,
     observed_status,
+    observed_step_status,
     report_files,
+    step_counts,
 )
 from orchestrator.storage.store import ArtifactStore
 from schemas.engine.run import RunRecord, RunStatus, StepRecord
@@ -77,11 +80,18 @@ def print_runs(console: Console, store: ArtifactStore, limit: int) -> None:
     """Recent runs: status as observed now (a dead driver is 'interrupted') and step counts;
     then each run's report, one line each (whole paths, to copy)."""
     # No borders: a run id stays whole (to copy) in an 80-column terminal.
-    table = Table(title=f"runs in {store.root}", box=None, title_justify="left")
+    table = Table(
+        title=f"runs in {store.root}",
+        box=None,
+        title_justify="left",
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("run", no_wrap=True)  # whole, to copy into `kdorch show`
     table.add_column("pipeline", overflow="fold")
     table.add_column("status", no_wrap=True)
-    for column in ("ran", "cached", "failed", "reports"):
+    counted = ("ran", "cached", "failed", INTERRUPTED)  # steps, as observed now
+    for column in (*counted, "reports"):
         table.add_column(column, justify="right", no_wrap=True)
     found: list[tuple[str, str]] = []
     for run_id in store.list_runs()[-limit:]:
@@ -89,16 +99,14 @@ def print_runs(console: Console, store: ArtifactStore, limit: int) -> None:
             record = store.read_run(run_id)
         except KdorchError:
             continue
-        counts: dict[str, int] = {}
-        for step in record.steps:
-            counts[step.status.value] = counts.get(step.status.value, 0) + 1
+        counts = step_counts(record)
         reports = report_files(store, record)
         found += [(run_id, uri) for _, uri in reports]
         table.add_row(
             run_id,
             escape(record.pipeline),
             _status(observed_status(record).value),
-            *(str(counts.get(k, 0)) for k in ("ran", "cached", "failed")),
+            *(str(counts[k]) for k in counted),
             str(len(reports)),
         )
     console.print(table)
@@ -131,11 +139,12 @@ def show_run(console: Console, store: ArtifactStore, record: RunRecord) -> None:
     table = Table()
     for column in ("step", "component", "status", "seconds", "key", "outputs"):
         table.add_column(column, overflow="fold")
+    run = observed_status(record)
     for step in record.steps:
         table.add_row(
             escape(step.step_id),
             step.component,
-            _status(step.status.value),
+            _status(observed_step_status(record, step, run)),
             f"{step.seconds:.1f}" if step.seconds is not None else "",
             (step.key or "")[:12],
             escape(", ".join(step.outputs) or (step.reason or "")),
@@ -175,7 +184,7 @@ def show_step(console: Console, store: ArtifactStore, record: RunRecord, step_id
     step = _find_step(record, step_id)
     console.print(
         f"step {escape(step.step_id)} ({step.component} v{step.version}) in run "
-        f"{record.run_id}: {_status(step.status.value)}",
+        f"{record.run_id}: {_status(observed_step_status(record, step))}",
         highlight=False,
     )
     facts = {

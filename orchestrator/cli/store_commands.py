@@ -30,7 +30,7 @@ def _open_records_store(storage: str | None, items: list[str] | None) -> Artifac
 def runs(
     storage: StorageOpt = None,
     storage_option: StorageOptionOpt = None,
-    limit: Annotated[int, typer.Option(help="Show the most recent N runs.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Show the most recent N runs.")] = 20,
 ) -> None:
     """List recent runs in the artifact store, with their status and where their report is."""
     from orchestrator.cli.show import print_runs

@@ -4,7 +4,8 @@ column is reported by `kdorch validate`, located in the file, instead of failing
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 from orchestrator.compile.graph import Node
 from orchestrator.compile.problems import Locator
@@ -14,18 +15,27 @@ from orchestrator.errors import Problem
 log = logging.getLogger("kdorch")
 
 
-def _issues(node: Node) -> list[ConfigIssue]:
+def guarded(node: Node, what: str, check: Callable[[], Iterable[ConfigIssue]]) -> list[ConfigIssue]:
+    """``check()``'s issues; a check that breaks is itself an issue, never a traceback."""
     try:
-        return list(node.component.check_config(node.config))
-    except Exception as e:  # a check that breaks is itself a problem, never a traceback
-        log.debug("check_config of %s failed", node.id, exc_info=True)
+        return list(check())
+    except Exception as e:
+        log.debug("%s of %s failed", what, node.id, exc_info=True)
         return [
             ConfigIssue(
-                f"checking the config of component '{node.component.key}' failed: "
+                f"checking the {what} of component '{node.component.key}' failed: "
                 f"{type(e).__name__}: {e}",
                 hint="--debug logs the traceback",
             )
         ]
+
+
+def issue_problem(node: Node, issue: ConfigIssue, locate: Locator, kind: str) -> Problem:
+    """``issue`` located in the file: under the step's ``config`` or ``inputs``."""
+    path: tuple[str | int, ...] = ("steps", node.spec_index, issue.under)
+    if issue.field:  # "features.1" -> ("features", 1): list items are indexes
+        path += tuple(int(p) if p.isdigit() else p for p in issue.field.split("."))
+    return Problem(kind, issue.message, locate(path), issue.hint)
 
 
 def config_check_problems(nodes: Iterable[Node], locate: Locator) -> list[Problem]:
@@ -39,11 +49,8 @@ def config_check_problems(nodes: Iterable[Node], locate: Locator) -> list[Proble
         if memo in checked:
             continue
         checked.add(memo)
-        for issue in _issues(node):
-            path: tuple[str | int, ...] = ("steps", node.spec_index, "config")
-            if issue.field:  # "features.1" -> ("features", 1): list items are indexes
-                path += tuple(int(p) if p.isdigit() else p for p in issue.field.split("."))
-            problem = Problem("data", issue.message, locate(path), issue.hint)
+        for issue in guarded(node, "config", partial(node.component.check_config, node.config)):
+            problem = issue_problem(node, issue, locate, "data")
             if problem not in seen:
                 seen.add(problem)
                 problems.append(problem)

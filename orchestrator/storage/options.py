@@ -22,6 +22,10 @@ from schemas.engine.storage import StorageOptions
 FLAG = "--storage-option"
 _NESTED = ("client_kwargs", "options")
 _TEXT = ("endpoint_url", "region", "profile", "key", "secret", "token")
+_EXAMPLES = {
+    "client_kwargs": "client_kwargs.endpoint_url=http://127.0.0.1:9000",
+    "options": "options.use_ssl=false",
+}
 
 
 def _keys() -> list[str]:
@@ -43,7 +47,12 @@ def parse_storage_options(items: Sequence[str]) -> StorageOptions | None:
                 f"{FLAG} endpoint_url=http://127.0.0.1:9000"
             )
         head, dot, rest = key.partition(".")
-        if head in _NESTED and dot and rest:
+        if head in _NESTED and not rest:
+            raise ConfigError(
+                f"{FLAG} {item!r}: '{head}' is a mapping, not one value: set one entry at a time "
+                f"as {head}.NAME=VALUE, e.g. {FLAG} {_EXAMPLES[head]}"
+            )
+        if head in _NESTED:
             data.setdefault(head, {})[rest] = yaml.safe_load(raw) if raw else ""
         elif not dot and head in _TEXT:
             data[head] = raw

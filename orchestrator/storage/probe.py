@@ -87,6 +87,20 @@ def _quick(store: ArtifactStore) -> Any:
     return fs
 
 
+def _check_local_folder(root: str) -> None:
+    """A local store must be a folder, or a path that can become one: no file in the way."""
+    from pathlib import Path
+
+    path = Path(root)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise StorageError(
+            f"artifact store {root} {where}, not a folder: give --storage (or `storage:`) a "
+            "folder, which is created when missing"
+        )
+
+
 def check_store(store: ArtifactStore, *, write: bool) -> None:
     """Raise a `StorageError` unless the store can be read (and, with ``write``, written).
 
@@ -99,6 +113,7 @@ def check_store(store: ArtifactStore, *, write: bool) -> None:
     except Exception as e:
         raise classify(e, store, "open it") from e
     if store.is_local:
+        _check_local_folder(store.root)
         if write:
             try:
                 store.makedirs("runs")

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import ArtifactError
 from orchestrator.storage.store import ArtifactStore
-from schemas.engine.run import RunRecord, RunStatus
+from schemas.engine.run import RunRecord, RunStatus, StepRecord, StepStatus
 
 #: Accepted instead of a run id: the most recent run in the store.
 LATEST = ("latest", "last")
+#: A run, or a step, stopped before it finished (Ctrl-C, SIGTERM, or a driver killed outright).
+INTERRUPTED = RunStatus.interrupted.value
 
 
 def _pid_started_after(pid: int, started: float) -> bool | None:
@@ -55,6 +58,25 @@ def observed_status(record: RunRecord) -> RunStatus:
     if record.status == RunStatus.running and driver_alive(record) is False:
         return RunStatus.interrupted
     return record.status
+
+
+def observed_step_status(record: RunRecord, step: StepRecord, run: RunStatus | None = None) -> str:
+    """A step's status as it truly is now: ``interrupted`` for a step stopped mid-run, by
+    Ctrl-C or SIGTERM (recorded ``failed``, reason ``interrupted``) or with its driver (still
+    ``running`` in a run whose driver is gone, see `observed_status`); else its recorded
+    status. ``run``: the run's observed status, when the caller has it already."""
+    if step.status == StepStatus.failed and step.reason == INTERRUPTED:
+        return INTERRUPTED
+    running = step.status == StepStatus.running
+    if running and (run or observed_status(record)) == RunStatus.interrupted:
+        return INTERRUPTED
+    return step.status.value
+
+
+def step_counts(record: RunRecord) -> Counter[str]:
+    """How many steps of the run are in each observed status (`observed_step_status`)."""
+    run = observed_status(record)
+    return Counter(observed_step_status(record, step, run) for step in record.steps)
 
 
 def resolve_run_id(store: ArtifactStore, run: str) -> str:

@@ -10,7 +10,15 @@ import math
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from schemas.base import Model
 from schemas.engine.storage import StorageOptions
@@ -137,7 +145,48 @@ class RaySettings(Model):
         "Ray Data and DeepSpeed are chatty). The dashboard keeps the logs either way.",
     )
     runtime_env: dict[str, Any] = Field(
-        default_factory=dict, description="Ray runtime_env for the run (pip, env_vars, ...)."
+        default_factory=dict,
+        description="Ray runtime_env for the run (pip, env_vars, ...); env_vars values are "
+        "text: quote numbers ('1').",
+    )
+
+    @model_validator(mode="after")
+    def _env_vars_are_text(self) -> RaySettings:
+        # Ray refuses anything else with a TypeError deep in ray.init; each one located here.
+        env_vars = self.runtime_env.get("env_vars")
+        if env_vars is None:
+            return self
+        where: tuple[str | int, ...] = ("runtime_env", "env_vars")
+        if not isinstance(env_vars, dict):
+            errors = [_env_error(where, "must be a mapping of NAME: 'value'", env_vars)]
+        else:
+            errors = [
+                _env_error(
+                    (*where, str(name)),
+                    "environment variables are text: quote the value "
+                    f"({name!s}: '{_as_text(value)}')",
+                    value,
+                )
+                for name, value in env_vars.items()
+                if not (isinstance(name, str) and isinstance(value, str))
+            ]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+
+def _as_text(value: Any) -> str:
+    """How a YAML scalar reads as the text an environment variable holds."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _env_error(loc: tuple[str | int, ...], message: str, value: Any) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("env_vars", "{message}", {"message": message}),
+        loc=loc,
+        input=value,
     )
 
 

@@ -182,6 +182,11 @@ class Adaptation(Model):
 
     support_size: int = Field(description="Unlabeled rows of the domain it adapts on.")
     inner_lr: float = Field(description="Step size of each adaptation step.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Where the search did less than asked, and why (a space with fewer "
+        "candidates under the caps than num_candidates, a smaller validation sample).",
+    )
     steps: int = Field(1, description="Adaptation steps.")
 
 
