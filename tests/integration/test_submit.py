@@ -94,3 +94,11 @@ def test_no_wait_then_status_and_logs_read_the_run_back(ray_dashboard: str, tmp_
     logs = kdorch("logs", job, "--address", ray_dashboard)
     assert logs.returncode == 0 and "data" in logs.stdout
     assert (store / "runs" / job / "run.json").exists()  # the run's id is the job's
+
+
+def test_status_and_logs_of_an_unknown_job_say_so_in_one_line(ray_dashboard: str) -> None:
+    for command in ("status", "logs"):
+        result = kdorch(command, "raysubmit_nosuch", "--address", ray_dashboard, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert f"error: no job 'raysubmit_nosuch' at {ray_dashboard}; " in result.stderr
+        assert "Traceback" not in result.stderr and "404" not in result.stderr
