@@ -15,7 +15,7 @@ from orchestrator.storage.store import ArtifactStore
 
 
 def _open_records_store(storage: str | None, items: list[str] | None) -> ArtifactStore:
-    """The store `runs` and `show` read: --storage (else $KDORCH_STORAGE, else ./.kdorch) with
+    """The store `runs`, `show` and `gc` read: --storage (else $KDORCH_STORAGE, else ./.kdorch) with
     --storage-option; checked readable first (a wrong endpoint is one clear error)."""
     from orchestrator.storage.options import merge_options
     from orchestrator.storage.probe import check_store
@@ -86,9 +86,7 @@ def gc(
     """Delete attempt folders of failed or interrupted steps (never a committed result)."""
     from orchestrator.storage.gc import collect
 
-    store = ArtifactStore(
-        resolve_storage(storage, None), parse_storage_options(storage_option or [])
-    )
+    store = _open_records_store(storage, storage_option)
     removals = collect(store, runs_older_than, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for removal in removals:

@@ -59,8 +59,9 @@ def test_a_store_path_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     under = blocker / "sub"
     assert kdorch("run", str(pipeline), "--storage", str(under), "--executor", "local") == 2
     assert f"{under} lies under {blocker}, which is a file" in clean(capsys.readouterr().err)
-    assert kdorch("runs", "--storage", str(blocker)) == 2
-    assert "is a file, not a folder" in clean(capsys.readouterr().err)
+    for command in ("runs", "gc"):
+        assert kdorch(command, "--storage", str(blocker)) == 2
+        assert "is a file, not a folder" in clean(capsys.readouterr().err)
     assert blocker.read_text() == "not a folder"
 
 
