@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from orchestrator import api, registry
 from orchestrator.cli.options import (
@@ -28,6 +27,13 @@ from orchestrator.cli.options import (
 from orchestrator.cli.progress import ConsoleReporter, summary_table
 from orchestrator.cli.root import configure_logging, err, out
 from orchestrator.cli.show import print_run_outputs
+from orchestrator.cli.tables import (
+    KEY_CHARS,
+    add_id_column,
+    compact_ids,
+    fit_width,
+    step_table,
+)
 from orchestrator.errors import ConfigError, KdorchError
 from orchestrator.storage.options import parse_storage_options
 from orchestrator.storage.store import ArtifactStore
@@ -62,15 +68,31 @@ def plan(
         fields = ("step_id", "component", "action", "key", "reason")
         print(json.dumps([{f: getattr(s, f) for f in fields} for s in steps], indent=1))
         return
-    table = Table(title=f"plan for {pipeline}")
-    for column in ("step", "component", "action", "key", "why"):
-        table.add_column(column)
+    out.print(f"plan for {escape(str(pipeline))}", highlight=False, soft_wrap=True)  # a path
+    table = step_table()
+    add_id_column(table)
+    table.add_column("component", no_wrap=True)  # a word: the reasons wrap first
+    table.add_column("action", no_wrap=True)
+    table.add_column("key", no_wrap=True)
+    table.add_column("why", overflow="fold")
+    ids = [s.step_id for s in steps]
     for s in steps:
         color = "green" if s.action == "cached" else "yellow"
         table.add_row(
-            s.step_id, s.component, f"[{color}]{s.action}[/]", (s.key or "")[:12], s.reason
+            escape(s.step_id),
+            escape(s.component),
+            f"[{color}]{s.action}[/]",
+            (s.key or "")[:KEY_CHARS],
+            escape(_why(s.reason, ids)),
         )
-    out.print(table)
+    out.print(fit_width(table, out, optional=("key", "component")))
+
+
+def _why(reason: str, ids: list[str]) -> str:
+    """A plan's reason for a narrow column: the steps it waits for, every instance of a matrix
+    step as ``step[*]`` (`--json` keeps each id)."""
+    waiting = reason.removeprefix("after ")
+    return reason if waiting == reason else "after " + compact_ids(waiting.split(", "), ids)
 
 
 @contextlib.contextmanager
@@ -107,7 +129,7 @@ def _session_announcer(pipeline: Path) -> Any:
 
 def _print_summary(record: RunRecord) -> None:
     """The run's table of steps, its final outputs and where its record is."""
-    err.print(summary_table(record))
+    err.print(summary_table(record, err))
     store = ArtifactStore(record.storage)  # for URIs only: nothing is opened
     print_run_outputs(err, store, record)
     err.print(

@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from orchestrator.cli.tables import KEY_CHARS, add_id_column, fit_width, step_table
 from schemas.engine.run import Event, EventKind, RunRecord, StepStatus
 
 _MARKS = {
@@ -75,16 +76,21 @@ class ConsoleReporter:
             self._status = None
 
 
-def summary_table(record: RunRecord) -> Table:
+def summary_table(record: RunRecord, console: Console | None = None) -> Table:
+    """The end of `kdorch run`: a row per step, its id whole (the columns a narrow ``console``
+    cannot hold are left out, key first)."""
     colors = {
         StepStatus.ran: "green",
         StepStatus.cached: "green",
         StepStatus.failed: "red",
         StepStatus.skipped: "yellow",
     }
-    table = Table(title=f"run {record.run_id} · {record.pipeline} · {record.status.value}")
-    for column in ("step", "component", "status", "seconds", "key"):
-        table.add_column(column)
+    table = step_table(f"run {record.run_id} · {escape(record.pipeline)} · {record.status.value}")
+    add_id_column(table)
+    table.add_column("component", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("seconds", justify="right", no_wrap=True)
+    table.add_column("key", no_wrap=True)
     for step in record.steps:
         color = colors.get(step.status, "white")
         table.add_row(
@@ -92,6 +98,8 @@ def summary_table(record: RunRecord) -> Table:
             step.component,
             f"[{color}]{step.status.value}[/]",
             f"{step.seconds:.1f}" if step.seconds is not None else "",
-            (step.key or "")[:12],
+            (step.key or "")[:KEY_CHARS],
         )
+    if console is not None:
+        fit_width(table, console, optional=("key", "seconds", "component"))
     return table

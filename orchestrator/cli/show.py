@@ -9,6 +9,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.cli.tables import (
+    KEY_CHARS,
+    add_id_column,
+    fit_width,
+    number,
+    some_ids,
+    step_table,
+)
 from orchestrator.errors import KdorchError
 from orchestrator.storage.runs import (
     INTERRUPTED,
@@ -58,7 +66,7 @@ def describe_value(store: ArtifactStore, value: Any) -> str:
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
         return _short(f"{len(value)} entries: {', '.join(value)}")  # e.g. metrics per model
     if isinstance(value, dict) and all(isinstance(v, int | float) for v in value.values()):
-        return _short(", ".join(f"{k}={v:.4g}" for k, v in value.items()))
+        return _short(", ".join(f"{k}={number(v)}" for k, v in value.items()))
     return _short(value)
 
 
@@ -136,9 +144,13 @@ def show_run(console: Console, store: ArtifactStore, record: RunRecord) -> None:
     """`kdorch show RUN`: the run, one row per step, and where its outputs are."""
     for line in _run_header(record):
         console.print(line, highlight=False)
-    table = Table()
-    for column in ("step", "component", "status", "seconds", "key", "outputs"):
-        table.add_column(column, overflow="fold")
+    table = step_table()
+    add_id_column(table)  # whole: the STEP of `kdorch show RUN STEP`
+    table.add_column("component", no_wrap=True)  # a word: the outputs wrap first
+    table.add_column("status", no_wrap=True)
+    table.add_column("seconds", justify="right", no_wrap=True)
+    table.add_column("key", no_wrap=True)
+    table.add_column("outputs", overflow="fold")
     run = observed_status(record)
     for step in record.steps:
         table.add_row(
@@ -146,10 +158,10 @@ def show_run(console: Console, store: ArtifactStore, record: RunRecord) -> None:
             step.component,
             _status(observed_step_status(record, step, run)),
             f"{step.seconds:.1f}" if step.seconds is not None else "",
-            (step.key or "")[:12],
+            (step.key or "")[:KEY_CHARS],
             escape(", ".join(step.outputs) or (step.reason or "")),
         )
-    console.print(table)
+    console.print(fit_width(table, console, optional=("key", "seconds", "component")))
     print_run_outputs(console, store, record)
     console.print(f"details of one step: kdorch show {record.run_id} STEP", highlight=False)
 
@@ -165,17 +177,16 @@ def _find_step(record: RunRecord, step_id: str) -> StepRecord:
         from orchestrator.errors import did_you_mean
 
         ids = [s.step_id for s in record.steps]
-        hint = did_you_mean(step_id, ids) or f"steps: {', '.join(ids[:20])}"
+        every = f"kdorch show {record.run_id} lists them all"
+        hint = did_you_mean(step_id, ids) or f"steps: {some_ids(ids, every)}"
         raise UnknownStep(f"run {record.run_id} has no step '{step_id}'; {hint}") from None
 
 
 def _metric_rows(prefix: str, value: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
     for name, item in value.items():
-        if isinstance(item, float):
-            rows.append((f"{prefix}.{name}", f"{item:.4g}"))
-        elif isinstance(item, int | str | bool) or item is None:
-            rows.append((f"{prefix}.{name}", str(item)))
+        if isinstance(item, int | float | str | bool) or item is None:
+            rows.append((f"{prefix}.{name}", number(item)))  # 14,538, not 1.454e+04
     return rows
 
 

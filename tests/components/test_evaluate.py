@@ -12,25 +12,19 @@ from components.artifacts.checkpoints import save_model
 from components.artifacts.datasets import read_split
 from components.evaluation.evaluate import EvaluateComponent
 from components.models.zoo import build_model
-from orchestrator import Pipeline, run
 from orchestrator.storage.store import ArtifactStore
 from schemas.kd.artifacts import Dataset, ModelCheckpoint
 from schemas.kd.components.evaluate import EvaluateConfig, EvaluateInputs
 from schemas.kd.models import MLPSpec
 from tests.support.context import step_context
+from tests.support.evaluation import made_dataset
 
 
 @pytest.fixture(scope="module")
 def setup(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[ArtifactStore, Dataset, list[ModelCheckpoint]]:
-    root = tmp_path_factory.mktemp("eval")
-    p = Pipeline("data")
-    p.add("data", "dataset", config={"source": "digits"})
-    data = Dataset.model_validate(
-        run(p.spec, storage=str(root), executor="local").step("data").outputs["dataset"]
-    )
-    store = ArtifactStore(str(root))
+    store, data = made_dataset(tmp_path_factory.mktemp("eval"), {"source": "digits"})
     split = read_split(store, data, "train")
     x, y = split.x, split.y
     checkpoints = []

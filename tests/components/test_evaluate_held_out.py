@@ -17,12 +17,12 @@ from components.evaluation.evaluate import EvaluateComponent
 from components.evaluation.plots import comparison_bars, report_figures
 from components.evaluation.scoring import score_models
 from components.models.zoo import build_model
-from orchestrator import Pipeline, run
 from orchestrator.storage.store import ArtifactStore
 from schemas.kd.artifacts import Dataset, ModelCheckpoint
 from schemas.kd.components.evaluate import EvaluateConfig, EvaluateInputs
 from schemas.kd.models import MLPSpec
 from tests.support.context import step_context
+from tests.support.evaluation import fit, made_dataset
 
 #: (label, domains it trains on, seed): two seeds of a source-only recipe, the expert of each
 #: domain (rot0's is the oracle when rot0 is scored).
@@ -39,12 +39,8 @@ def rotated(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[ArtifactStore, Dataset, list[ModelCheckpoint]]:
     root = tmp_path_factory.mktemp("held_out")
-    p = Pipeline("data")
-    p.add("data", "dataset", config={"source": "digits", "domains": {"angles": [0, 30, 60]}})
-    data = Dataset.model_validate(
-        run(p.spec, storage=str(root), executor="local").step("data").outputs["dataset"]
-    )
-    store = ArtifactStore(str(root))
+    config = {"source": "digits", "domains": {"angles": [0, 30, 60]}}
+    store, data = made_dataset(root, config)
     train = read_split(store, data, "train")
     assert train.domain is not None
     checkpoints = []
@@ -52,12 +48,7 @@ def rotated(
         rows = np.isin(train.domain, data.domain_ids(domains))
         x, y = torch.from_numpy(train.x[rows]), torch.from_numpy(train.y[rows])
         model = build_model(MLPSpec(num_classes=10, input_shape=(1, 8, 8), hidden=[32]), seed=seed)
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for _ in range(150):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        fit(model, x, y, steps=150, lr=3e-3)
         ctx = step_context(store, f"model{i}", f"{i + 40:02d}" * 32)
         checkpoint = save_model(ctx, "model", model).model_copy(update={"trained_domains": domains})
         checkpoints.append(store.seal(checkpoint))

@@ -15,12 +15,12 @@ from components.artifacts.datasets import read_split
 from components.data.bundled import feature_columns, write_table
 from components.evaluation.evaluate import EvaluateComponent
 from components.models.zoo import build_model
-from orchestrator import Pipeline, run
 from orchestrator.storage.store import ArtifactStore
 from schemas.kd.artifacts import Dataset, ModelCheckpoint
 from schemas.kd.components.evaluate import EvaluateConfig, EvaluateInputs
 from schemas.kd.models import MLPSpec
 from tests.support.context import step_context
+from tests.support.evaluation import fit, made_dataset
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +29,15 @@ def wine(
 ) -> tuple[ArtifactStore, Dataset, list[ModelCheckpoint]]:
     root = tmp_path_factory.mktemp("wine")
     table = write_table("wine", root / "wine.parquet")
-    p = Pipeline("data")
     config = {"source": "parquet", "uri": str(table), "features": feature_columns("wine")}
-    p.add("data", "dataset", config={**config, "label": "label"})
-    data = Dataset.model_validate(
-        run(p.spec, storage=str(root / "s"), executor="local").step("data").outputs["dataset"]
-    )
-    store = ArtifactStore(str(root / "s"))
+    store, data = made_dataset(root / "s", {**config, "label": "label"})
     train = read_split(store, data, "train")
     x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     checkpoints = []
     # A wide teacher and two seeds of a narrow student (standardised features: quick to fit).
     for i, hidden in enumerate([[128], [8], [8]]):
         model = build_model(MLPSpec(num_classes=3, input_shape=(13,), hidden=hidden), seed=i)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for _ in range(40):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        fit(model, x, y, steps=40, lr=1e-2)
         ctx = step_context(store, f"model{i}", f"{i + 10:02d}" * 32)
         checkpoints.append(store.seal(save_model(ctx, "model", model)))
     return store, data, checkpoints

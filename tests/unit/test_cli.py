@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import registry
+from orchestrator.cli.catalog import readable_type
 from tests.support.cli import kdorch, toy_pipeline
 
 BAD = Path(__file__).parent.parent / "resources" / "bad"
@@ -73,19 +75,55 @@ def test_components_detail_shows_nested_fields_and_union_members(
     assert "adam | adamw | sgd" in rows["   name"]
 
 
-def test_components_list_keeps_whole_summaries(
+def test_components_list_is_one_line_per_component(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "80")  # narrow: long text wraps, it is never cut off
+    monkeypatch.setenv("COLUMNS", "80")  # was ~100 lines of wrapped summaries
     assert kdorch("components") == 0
-    listing = " ".join(
-        cell.strip()
-        for line in capsys.readouterr().out.splitlines()
-        for cell in line.split("│")[5:6]
+    lines = capsys.readouterr().out.splitlines()
+    keys = [c.key for c in registry.all_components()]
+    assert len(lines) == len(keys) + 2 and all(len(line) <= 80 for line in lines)
+    assert [line.split()[0] for line in lines[1:-1]] == keys  # whole keys, one line each
+    assert lines[-1] == "inputs, outputs and config of one: kdorch components NAME"
+    evaluate = next(line for line in lines if line.startswith("evaluate "))
+    assert "Accuracy (top-1; top-5" in evaluate and evaluate.endswith(" …")  # cut at a word
+
+
+def shown(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """What `kdorch ARGS` prints on stdout (it must succeed)."""
+    assert kdorch(*args) == 0
+    return capsys.readouterr().out
+
+
+def test_components_detail_marks_required_fields_and_reads_types(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    meta = shown(capsys, "components", "meta_distill")
+    assert "required" not in meta and "list[" not in meta and "dict[" not in meta
+    outputs = meta[meta.index("\noutputs\n") :]
+    assert "default" not in outputs  # an output has no default
+    rows = {line.split("│")[1].strip(): line for line in outputs.splitlines() if "│" in line}
+    assert "list of dict " in rows["history"] and "dict of str to float" in rows["metrics"]
+    train = shown(capsys, "components", "train")
+    model = next(line for line in train.splitlines() if line.startswith("│ model "))
+    assert model.split("│")[1].strip() == "model *" and model.split("│")[3].strip() == ""
+    assert "* required: no default, the config must set it" in train
+    distill = shown(capsys, "components", "distill")
+    inputs = distill[distill.index("\ninputs\n") : distill.index("\noutputs\n")]
+    assert "list of LogitShards (optional)" in inputs and "| null" not in inputs
+
+
+def test_readable_types() -> None:
+    assert readable_type("list[dict[str, any]]") == "list of dict"
+    assert readable_type("dict[str, dict[str, float]]") == "dict of str to dict of str to float"
+    assert readable_type("tuple[int, ...] | None") == "list of int | null"
+    assert readable_type("tuple[float, float]") == "[float, float]"
+    assert readable_type("standard | none | None") == "standard | none | null"
+    assert (
+        readable_type("list of: ce | kd (chosen by `type`)")
+        == "list of: ce | kd (chosen by `type`)"
     )
-    assert "…" not in listing
-    # evaluate's summary spans two docstring lines; it used to stop at "size (parameters,".
-    assert "size (parameters, MACs), single-thread CPU latency" in " ".join(listing.split())
 
 
 @pytest.mark.parametrize(
