@@ -15,7 +15,7 @@ import pytest
 from components.data.dataset import DatasetComponent
 from components.data.promise import BUNDLED
 from components.tuning.checks import EPOCH_METRICS, metric_issue
-from orchestrator import Pipeline, run
+from orchestrator import Pipeline, load, run
 from orchestrator.component import Wiring
 from schemas.kd.artifacts import Dataset, SearchRanking
 from schemas.kd.components.dataset import DatasetConfig
@@ -33,8 +33,8 @@ def promised(config: dict[str, object], outside: bool = True) -> DatasetPromise:
 def test_the_bundled_sources_are_what_the_loaders_give() -> None:
     from components.data.sources import load_digits, load_mnist5k
 
-    for name, load in (("mnist5k", load_mnist5k), ("digits", load_digits)):
-        raw = load()
+    for name, loader in (("mnist5k", load_mnist5k), ("digits", load_digits)):
+        raw = loader()
         shape, classes = BUNDLED[name]
         assert list(raw.x.shape[1:]) == shape
         assert len(np.unique(raw.y)) == classes
@@ -77,43 +77,39 @@ def test_a_dataset_step_writes_what_it_promised(
         assert promised(config, outside=False).feature_shape is None
 
 
-SEARCH_SPACE = {"mlp": {"hidden_width": [8, 16], "depth": [1, 2]}}
+PROMISES = """\
+name: promises
+steps:
+- {id: data, component: dataset, config: {source: digits, max_rows: 300}}
+- id: teacher
+  component: train
+  inputs: {data: data.dataset}
+  config: {model: {arch: mlp, hidden: [32]}, epochs: 1, batch_size: 32}
+- id: search  # 4 candidates, asked for 10 and for a validation sample of 6
+  component: student_search
+  inputs: {data: data.dataset, teacher: teacher.model}
+  config:
+    space: {mlp: {hidden_width: [8, 16], depth: [1, 2]}}
+    search: {strategy: random, num_candidates: 10, batch_size: 16}
+    validation: {sample: 6, epochs: 1, batch_size: 32}
+- id: student  # a repeated loss type: its terms are logged as kd and kd_1
+  component: distill
+  inputs: {data: data.dataset, teachers: teacher.model}
+  config:
+    student: {arch: mlp, hidden: [16]}
+    losses: [{type: kd}, {type: ce}, {type: kd}]
+    epochs: 2
+    batch_size: 32
+"""
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, list[str]]:
     """A teacher, a random search over a space of 4 candidates asked for 10 (and a validation
     sample of 6), and a distilled student: the run's record and the search's log lines."""
-    p = Pipeline("promises")
-    data = p.add("data", "dataset", config={"source": "digits", "max_rows": 300})
-    teacher = p.add(
-        "teacher",
-        "train",
-        inputs={"data": data.dataset},
-        config={"model": {"arch": "mlp", "hidden": [32]}, "epochs": 1, "batch_size": 32},
-    )
-    p.add(
-        "search",
-        "student_search",
-        inputs={"data": data.dataset, "teacher": teacher.model},
-        config={
-            "space": SEARCH_SPACE,
-            "search": {"strategy": "random", "num_candidates": 10, "batch_size": 16},
-            "validation": {"sample": 6, "epochs": 1, "batch_size": 32},
-        },
-    )
-    p.add(
-        "student",
-        "distill",
-        inputs={"data": data.dataset, "teachers": teacher.model},
-        config={
-            "student": {"arch": "mlp", "hidden": [16]},
-            "losses": [{"type": "kd"}, {"type": "ce"}, {"type": "kd"}],
-            "epochs": 2,
-            "batch_size": 32,
-        },
-    )
-    store = tmp_path_factory.mktemp("promises") / "store"
+    folder = tmp_path_factory.mktemp("promises")
+    (folder / "p.yaml").write_text(PROMISES)
+    spec, store = load(folder / "p.yaml").spec, folder / "store"
     lines: list[str] = []
 
     class Lines(logging.Handler):
@@ -125,7 +121,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, list[str
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        record = run(p.spec, storage=str(store), executor="local")
+        record = run(spec, storage=str(store), executor="local")
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

@@ -158,13 +158,13 @@ def _stopped_run(pipeline: Path, store: Path, how: signal.Signals) -> int:
             driver.kill()
 
 
+SLOW = "name: stopped\nsteps:\n- {id: slow, component: toy_source, config: {sleep: 120}}\n"
+
+
 def test_runs_stopped_by_sigint_or_sigkill_are_interrupted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pipeline = tmp_path / "p.yaml"
-    pipeline.write_text(
-        "name: stopped\nsteps:\n- {id: slow, component: toy_source, config: {sleep: 120}}\n"
-    )
+    (pipeline := tmp_path / "p.yaml").write_text(SLOW)
     store = tmp_path / "s"
     assert _stopped_run(pipeline, store, signal.SIGINT) == 130
     assert _stopped_run(pipeline, store, signal.SIGKILL) == -signal.SIGKILL
