@@ -2,7 +2,7 @@
 
 Components read and write artifacts only through these (never by building filesystems from
 URIs): every write goes through the step's store into its attempt folder, and every read is
-verified against the artifact's manifest by the store (sizes always, sha256 once per process).
+verified against the artifact's manifest by the store (sizes always, hashes once per process).
 
 - `datasets`: `Dataset` splits as Parquet (`write_dataset`, `read_split`, `split_source`).
 - `logits`: `LogitShards` (`ShardWriter`, `read_teacher_table`).

@@ -11,7 +11,7 @@ copied — local <-> s3 — and stays valid)::
 
 Writes are ordered so that a crash never leaves something a later run would trust: a
 component writes its files into a fresh attempt folder, then each artifact's `_manifest.json`
-(every file's size and sha256) is written, then COMMIT.json. Single-object writes are atomic (a
+(every file's size and hash) is written, then COMMIT.json. Single-object writes are atomic (a
 temp file renamed on local disk; one PUT on object stores).
 
 Artifacts are sealed and read back verified by `VerifiedStore` (orchestrator/storage/verified.py);

@@ -1,30 +1,38 @@
 """Sealed artifacts and verified reads: what makes a committed artifact trustworthy.
 
 Sealing (`seal`) hashes every file a step wrote under an artifact's folder and writes its
-``_manifest.json`` (each file's size and sha256, plus the reference's typed metadata); the hash
-of the manifest is the artifact's data version, which downstream cache keys use.
+``_manifest.json`` (each file's size and BLAKE3 hash, plus the reference's typed metadata: format
+2, `schemas.engine.artifacts.MANIFEST_FORMAT`); the sha256 of the manifest is the artifact's
+data version, which downstream cache keys use.
 
-Reads are verified: `read_file` checks a file's size always and its sha256 once per process and
+Reads are verified: `read_file` checks a file's size always and its hash once per process and
 data version (memoised, so re-reads cost nothing extra), hashing the very bytes it returns;
 `read_parsed` does the same while a parser reads those bytes, hashing them in a second thread.
-A mismatch raises `CorruptArtifact` naming the file.
+Each file is checked with the hash its manifest names: sha256 for format 1 manifests (written
+before BLAKE3), which stay readable. A mismatch raises `CorruptArtifact` naming the file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
+
+from pydantic import ValidationError
 
 from orchestrator.errors import ArtifactError, StorageError
+from orchestrator.storage import hashing
 from orchestrator.storage.cache import canonical_json, sha256_text
 from orchestrator.storage.files import FileStore
-from schemas.engine.artifacts import MANIFEST_NAME, ArtifactRef, FileEntry, Manifest
-
-_CHUNK = 4 << 20
+from schemas.engine.artifacts import (
+    FILE_HASH,
+    MANIFEST_NAME,
+    ArtifactRef,
+    FileEntry,
+    HashName,
+    Manifest,
+)
 
 #: (store root, data_version, relative file path) hashed in this process: re-reads skip the hash.
 _VERIFIED: set[tuple[str, str, str]] = set()
@@ -32,12 +40,7 @@ _VERIFIED: set[tuple[str, str, str]] = set()
 _MANIFESTS: dict[tuple[str, str], Manifest] = {}
 #: Files at least this large are hashed in a second thread while they are parsed.
 _OVERLAP_BYTES = 1 << 20
-_HASH_POOL: ThreadPoolExecutor | None = None
 T = TypeVar("T")
-
-
-def _sha256(data: Any) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _arrow_read(fs_path: str) -> Any:
@@ -53,13 +56,6 @@ def _arrow_read(fs_path: str) -> Any:
         if not os.path.exists(fs_path):
             raise FileNotFoundError(fs_path) from e
         raise StorageError(f"cannot read {fs_path}: {e}") from e
-
-
-def _hash_pool() -> ThreadPoolExecutor:
-    global _HASH_POOL
-    if _HASH_POOL is None:
-        _HASH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdorch-verify")
-    return _HASH_POOL
 
 
 def forget_verified() -> None:
@@ -107,14 +103,12 @@ class VerifiedStore(FileStore):
             if rel and rel != MANIFEST_NAME and ".tmp-" not in rel:
                 yield rel, full, int(found[full]["size"])
 
-    def file_sha256(self, fs_path: str) -> str:
-        digest = hashlib.sha256()
+    def file_digest(self, fs_path: str, name: HashName = FILE_HASH) -> str:
+        """A file's hash, streamed (no copy of the whole file in memory)."""
         with self.fs.open(fs_path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+            return hashing.stream_digest(f, name)
 
-    def _describe(self, rel: str, fs_path: str, size: int) -> FileEntry:
+    def _describe(self, rel: str, fs_path: str, size: int, algorithm: HashName) -> FileEntry:
         rows = schema = None
         if rel.endswith(".parquet"):
             import pyarrow.parquet as pq
@@ -123,25 +117,30 @@ class VerifiedStore(FileStore):
                 meta = pq.ParquetFile(f).metadata
                 rows, schema = meta.num_rows, str(meta.schema.to_arrow_schema())
         return FileEntry(
-            path=rel, size=size, sha256=self.file_sha256(fs_path), rows=rows, arrow_schema=schema
+            path=rel,
+            size=size,
+            digest=self.file_digest(fs_path, algorithm),
+            rows=rows,
+            arrow_schema=schema,
         )
 
-    def seal(self, ref: ArtifactRef) -> ArtifactRef:
+    def seal(self, ref: ArtifactRef, *, algorithm: HashName = FILE_HASH) -> ArtifactRef:
         """Hash every file under ``ref.path``, write its manifest; returns the ref with its
         data version. The files are trusted in this process from now on (it wrote them).
 
         The manifest also holds the ref's typed metadata (every field but path and
         data_version), so two artifacts with the same bytes but different declared shapes differ
-        in version.
+        in version. ``algorithm``: what hashes the files (the manifest names it as its ``hash``).
         """
-        files = [self._describe(rel, p, size) for rel, p, size in self._iter_files(ref.path)]
+        found = self._iter_files(ref.path)
+        files = [self._describe(rel, p, size, algorithm) for rel, p, size in found]
         if not files:
             raise ArtifactError(
                 f"{type(ref).__name__} at {self.uri(ref.path)} is empty: the component wrote no "
                 "files there"
             )
         metadata = ref.model_dump(mode="json", exclude={"path", "data_version"})
-        manifest = Manifest(kind=type(ref).__name__, files=files, metadata=metadata)
+        manifest = Manifest(kind=type(ref).__name__, hash=algorithm, files=files, metadata=metadata)
         payload = manifest.model_dump(mode="json")
         self.write_bytes(ref.manifest_path, json.dumps(payload, indent=1, sort_keys=True).encode())
         version = sha256_text(canonical_json(payload))
@@ -154,6 +153,19 @@ class VerifiedStore(FileStore):
         cached = _MANIFESTS.get((self.root, ref.data_version)) if ref.data_version else None
         if cached is not None:
             return cached
+        payload = self._manifest_payload(ref)
+        self._check_format(ref, payload)
+        try:
+            manifest = Manifest.model_validate(payload)
+        except ValueError as e:
+            raise self._unreadable(ref, e) from e
+        if ref.data_version:
+            _MANIFESTS[(self.root, ref.data_version)] = manifest
+        return manifest
+
+    def _manifest_payload(self, ref: ArtifactRef) -> Any:
+        """The manifest's JSON, checked against the data version first: a manifest edited after
+        it was written says so, whatever the edit did to its fields."""
         try:
             raw = self.read_bytes(ref.manifest_path)
         except FileNotFoundError:
@@ -165,13 +177,8 @@ class VerifiedStore(FileStore):
             ) from None
         try:
             payload = json.loads(raw)
-            manifest = Manifest.model_validate(payload)
         except ValueError as e:
-            raise CorruptArtifact(
-                f"{self.uri(ref.manifest_path)} is unreadable: {str(e).splitlines()[0]}",
-                path=ref.manifest_path,
-                store_root=self.root,
-            ) from e
+            raise self._unreadable(ref, e) from e
         if ref.data_version:
             actual = sha256_text(canonical_json(payload))
             if actual != ref.data_version:
@@ -181,8 +188,30 @@ class VerifiedStore(FileStore):
                     path=ref.manifest_path,
                     store_root=self.root,
                 )
-            _MANIFESTS[(self.root, ref.data_version)] = manifest
-        return manifest
+        return payload
+
+    def _unreadable(self, ref: ArtifactRef, error: ValueError) -> CorruptArtifact:
+        what = str(error).splitlines()[0]
+        if isinstance(error, ValidationError):  # the first field at fault, not just a count
+            first = error.errors()[0]
+            what = f"{'.'.join(map(str, first['loc'])) or 'the manifest'}: {first['msg']}"
+        return CorruptArtifact(
+            f"{self.uri(ref.manifest_path)} is unreadable: {what}",
+            path=ref.manifest_path,
+            store_root=self.root,
+        )
+
+    def _check_format(self, ref: ArtifactRef, payload: Any) -> None:
+        known = get_args(Manifest.model_fields["format"].annotation)
+        found = payload.get("format") if isinstance(payload, dict) else None
+        if isinstance(found, int) and found not in known:
+            raise CorruptArtifact(
+                f"{self.uri(ref.manifest_path)} is a format {found} manifest, which this kdorch "
+                f"does not read (formats {', '.join(map(str, known))}): a newer kdorch wrote "
+                "it; upgrade kdorch to read this store",
+                path=ref.manifest_path,
+                store_root=self.root,
+            )
 
     def entry(self, ref: ArtifactRef, name: str) -> FileEntry:
         for e in self.manifest(ref).files:
@@ -221,7 +250,7 @@ class VerifiedStore(FileStore):
         """``parse(data)`` of one file of an artifact, verified as `read_file` verifies it.
 
         The file is read once, into memory; a large one is hashed in a second thread while
-        ``parse`` runs on the same bytes (hashlib, pyarrow and torch release the GIL), so
+        ``parse`` runs on the same bytes (both hashes, pyarrow and torch release the GIL), so
         verifying costs about nothing on a machine with a spare core. The result is returned
         only once the bytes proved to be the manifest's; if they are not, `CorruptArtifact` is
         raised even when the parser failed on them first. ``data`` is a read-only bytes-like
@@ -243,13 +272,13 @@ class VerifiedStore(FileStore):
             self.check_bytes(ref, entry, data)
             return parse(data)
         self._check_size(ref, entry, data)
-        digest = _hash_pool().submit(_sha256, data)
+        hashed = hashing.pool().submit(hashing.digest, self.manifest(ref).hash, data)
         try:
             value = parse(data)
         except Exception:
-            self._check_digest(ref, entry, digest.result())
+            self._check_digest(ref, entry, hashed.result())
             raise
-        self._check_digest(ref, entry, digest.result())
+        self._check_digest(ref, entry, hashed.result())
         return value
 
     def _parse_verified_file(
@@ -289,7 +318,7 @@ class VerifiedStore(FileStore):
         """Raise `CorruptArtifact` unless ``data`` is the file ``entry`` describes."""
         self._check_size(ref, entry, data)
         if not self.is_verified(ref, entry):
-            self._check_digest(ref, entry, _sha256(data))
+            self._check_digest(ref, entry, hashing.digest(self.manifest(ref).hash, data))
 
     def _check_size(self, ref: ArtifactRef, entry: FileEntry, data: Any) -> None:
         self._check_length(ref, entry, len(data))
@@ -303,9 +332,10 @@ class VerifiedStore(FileStore):
             )
 
     def _check_digest(self, ref: ArtifactRef, entry: FileEntry, actual: str) -> None:
-        if actual != entry.sha256:
+        if actual != entry.digest:
+            name = self.manifest(ref).hash
             raise self._mismatch(
-                ref, entry, f"sha256 {actual[:16]}..., the manifest says {entry.sha256[:16]}..."
+                ref, entry, f"{name} {actual[:16]}..., the manifest says {entry.digest[:16]}..."
             )
         if ref.data_version:
             _VERIFIED.add((self.root, ref.data_version, ref.file(entry.path)))
@@ -321,7 +351,8 @@ class VerifiedStore(FileStore):
             raise self._missing(ref, path) from None
         if size != entry.size:
             raise self._mismatch(ref, entry, f"{size} bytes, the manifest says {entry.size}")
-        self._check_digest(ref, entry, self.file_sha256(self.fs_path(path)))
+        digest = self.file_digest(self.fs_path(path), self.manifest(ref).hash)
+        self._check_digest(ref, entry, digest)
 
     def verify(self, ref: ArtifactRef) -> Manifest:
         """Check the manifest and hash every file of ``ref`` (memoised per process)."""

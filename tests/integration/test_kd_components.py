@@ -124,7 +124,7 @@ def test_corrupted_shard_is_detected_and_the_next_run_recomputes(
     assert record.step("logits").status.value == "cached"  # sizes match: read decides
     error = record.step("student").error
     assert error is not None and error.type == "CorruptArtifact"
-    assert "shard-00000.parquet is corrupt" in error.message and "sha256" in error.message
+    assert "shard-00000.parquet is corrupt" in error.message and "blake3" in error.message
     assert "moved aside" in error.message
     assert not (store / ArtifactStore(str(store)).commit_path(record.step("student").key)).exists()
     again = run(p.spec)

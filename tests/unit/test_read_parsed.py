@@ -40,7 +40,7 @@ def test_a_changed_byte_is_corrupt_even_when_the_parser_accepts_it(
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # same size
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptArtifact, match="sha256"):
+    with pytest.raises(CorruptArtifact, match="blake3"):
         store.read_parsed(ref, "blob.bin", len)
     assert not store.is_verified(ref, store.entry(ref, "blob.bin"))
 

@@ -77,7 +77,7 @@ def test_a_flipped_byte_is_caught_by_read_but_not_by_the_quick_check(tmp_path: P
     target.write_bytes(b"0123456780")  # same size, other bytes
     forget_verified()
     store.quick_check(ref)  # sizes and the manifest match: a cache hit may stand
-    with pytest.raises(CorruptArtifact, match="sha256"):
+    with pytest.raises(CorruptArtifact, match="blake3"):
         store.read_file(ref, "w.pt")
 
 
