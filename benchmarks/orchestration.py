@@ -9,7 +9,10 @@ fresh local store:
 
 at N = 50, 200 and 1,000 steps, under both executors: ``local`` (in this process, no Ray) and
 ``ray`` (each step a Ray task, on an embedded local Ray this script starts once and keeps up,
-so Ray's own start-up is left out). The figure is the run's wall time divided by N — everything
+so Ray's own start-up is left out). Every ``toy_scale`` step logs one progress line
+(`StepContext.log`); on Ray the same runs again (interleaved) with the progress channel off
+(``ray no-progress``: the steps' lines go to the worker's log only), which is what carrying
+lines to the driver costs. The figure is the run's wall time divided by N — everything
 a step costs: compile, cache look-up, dispatch, the component's artifact write, sealing
 (hash + manifest), commit, index, events and the run record. Flat means the cost per step does
 not grow with N. Also: the sum of the steps' recorded ``seconds`` (their own time, which should
@@ -81,6 +84,30 @@ def one_run(path: Path, executor: str, where: str | None = None) -> tuple[float,
 
 
 @contextlib.contextmanager
+def progress_off() -> Iterator[None]:
+    """What-if: the Ray backend gives steps no progress channel (lines reach no console)."""
+    from orchestrator.execution.ray_backend import RayBackend
+
+    def no_channel(self: RayBackend, report: object) -> None:
+        return None
+
+    real = RayBackend.progress_channel
+    RayBackend.progress_channel = no_channel  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        RayBackend.progress_channel = real  # type: ignore[method-assign]
+
+
+def what_if(variant: str) -> contextlib.AbstractContextManager[None]:
+    if "no-fsync" in variant:
+        return fsync_disabled()
+    if "no-progress" in variant:
+        return progress_off()
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
 def fsync_disabled() -> Iterator[None]:
     """What-if: the store's writes without ``os.fsync`` (this process only)."""
     real = os.fsync
@@ -107,7 +134,7 @@ def measure_runs(
             for n in sizes:
                 for variant in variants:
                     where = TMPFS if "tmpfs" in variant else None
-                    with fsync_disabled() if "no-fsync" in variant else contextlib.nullcontext():
+                    with what_if(variant):
                         wall, cpu, own, steps = one_run(paths[n], executor, where)
                     assert steps == n, (steps, n)
                     samples.setdefault((variant, shape, n), []).append((wall, cpu, own))
@@ -232,7 +259,7 @@ def main() -> None:
             runs.update(measure_runs(folder, variants, sizes, repeats))
         if "ray" in executors:
             with ray_up(num_cpus=4, plugins=PLUGINS):
-                runs.update(measure_runs(folder, ["ray"], sizes, repeats))
+                runs.update(measure_runs(folder, ["ray", "ray no-progress"], sizes, repeats))
         compiled = measure_compile(folder, compile_sizes, repeats)
     report(runs, compiled, sizes, repeats)
 

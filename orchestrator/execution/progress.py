@@ -1,21 +1,163 @@
 """Progress lines from running steps (`StepContext.log`) back to the console that runs them.
 
-In a Ray task a component's log lines would only reach the worker's log file. A small actor,
-`ProgressSink`, collects them instead: a step pushes its lines without waiting for an answer,
-and the Ray backend drains the sink whenever it checks on running steps and hands the lines to
-the scheduler, which emits them as ``progress`` events (`kdorch run` prints them; the run's
-events keep them). The in-process backend calls the scheduler directly.
+In a Ray task a component's log lines would only reach the worker's log file. They travel
+instead, without a per-line or per-step round trip (each costs a step milliseconds):
+
+- In the worker, `ToSink` buffers a step's lines (`LineBuffer`). A daemon thread sends what
+  running steps buffered every `FLUSH_S` seconds, as one call to a `ProgressSink` actor, so a
+  long step's lines still show while it runs; at most `MAX_LINES_PER_FLUSH` lines of a step per
+  flush are carried (the latest ones, after a line saying how many were left out: every line
+  is still in the worker's log).
+- When the step ends, its last lines (those not flushed yet) come back with its result
+  (`StepReturn`); a step that had flushed lines first waits until the sink holds them, and the
+  driver drains the sink before handing on the last lines, so a step's lines keep their order
+  and come before its end. A step that fails pushes its last lines to the sink and waits, and
+  the driver drains the sink before it reports the failure: a failing step's last lines are
+  not lost. (A worker that is killed loses at most its last `FLUSH_S` seconds of lines.)
+- The Ray backend drains the sink at most every `ray_backend.PROGRESS_POLL_S` while steps
+  run, and hands the lines to the scheduler, which emits them as ``progress`` events
+  (`kdorch run` prints them; the run's events keep them).
+
+A step that never runs longer than `FLUSH_S` therefore never calls the sink. The in-process
+backend calls the scheduler directly (no buffer, no cap: nothing to save there).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("kdorch")
 
 Report = Callable[[str, str], None]  # (step_id, message)
+Send = Callable[[str, list[str]], Any]  # (step_id, lines) -> something `wait_sent` can wait on
+
+#: How often a worker sends the lines its running steps buffered.
+FLUSH_S = 0.5
+#: At most this many lines of one step per flush (so at most 2 x this many a second).
+MAX_LINES_PER_FLUSH = 50
+#: How long a step waits, at its end, for its earlier lines to reach the sink.
+SENT_WAIT_S = 5.0
+
+
+def left_out_line(count: int) -> str:
+    return (
+        f"... {count} line{'s' if count != 1 else ''} left out (more than "
+        f"{MAX_LINES_PER_FLUSH} in {FLUSH_S:g} s; every line is in the step's worker log)"
+    )
+
+
+class LineBuffer:
+    """One step's progress lines in its worker, until they are flushed or the step ends.
+
+    ``send`` carries a batch of lines (to the sink); it is called under the buffer's lock, so
+    batches leave in the order the lines were logged.
+    """
+
+    def __init__(self, step_id: str, send: Send, cap: int = MAX_LINES_PER_FLUSH):
+        self.step_id = step_id
+        self._send = send
+        self._lines: deque[str] = deque(maxlen=cap)
+        self._left_out = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self.sent = 0  # lines handed to ``send`` so far
+        self.last_sent: Any = None  # what the last ``send`` returned
+
+    def add(self, message: str) -> None:
+        with self._lock:
+            if len(self._lines) == self._lines.maxlen:
+                self._left_out += 1  # the deque drops the oldest line: the latest ones stay
+            self._lines.append(message)
+            if self._closed:  # a thread of the step still logging after it ended: send now
+                self._flush_locked()
+
+    def _take(self) -> list[str]:
+        lines = list(self._lines)
+        self._lines.clear()
+        if self._left_out:
+            lines.insert(0, left_out_line(self._left_out))
+            self._left_out = 0
+        return lines
+
+    def _flush_locked(self) -> None:
+        lines = self._take()
+        if lines:
+            self.last_sent = self._send(self.step_id, lines)
+            self.sent += len(lines)
+
+    def flush(self) -> None:
+        """Send the lines buffered so far (the flusher thread calls this every `FLUSH_S`)."""
+        with self._lock:
+            self._flush_locked()
+
+    def close(self, *, send: bool = False) -> list[str]:
+        """The step ended: the lines not sent yet (``send``: sent now, and none returned).
+        Lines added later are sent as they come."""
+        with self._lock:
+            self._closed = True
+            if send:
+                self._flush_locked()
+                return []
+            return self._take()
+
+
+class Flusher:
+    """A daemon thread in a worker process that flushes the open buffers every `FLUSH_S`; it
+    ends when no step of the process has a buffer open (and starts again with the next)."""
+
+    def __init__(self) -> None:
+        self._buffers: weakref.WeakSet[LineBuffer] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, buffer: LineBuffer) -> None:
+        with self._lock:
+            self._buffers.add(buffer)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="kdorch-progress", daemon=True
+                )
+                self._thread.start()
+
+    def forget(self, buffer: LineBuffer) -> None:
+        with self._lock:
+            self._buffers.discard(buffer)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_S)
+            with self._lock:
+                buffers = list(self._buffers)
+                if not buffers:  # an idle worker keeps no thread waking up
+                    self._thread = None
+                    return
+            for buffer in buffers:
+                try:
+                    buffer.flush()
+                except Exception:  # progress is informative: never stop flushing for it
+                    log.debug("progress lines of %s dropped", buffer.step_id, exc_info=True)
+
+
+_flusher = Flusher()
+
+
+@dataclass(frozen=True)
+class StepReturn:
+    """What a step's Ray task returns: its result and the progress lines it had not sent.
+
+    ``sent`` > 0: earlier lines went to the sink (and are there by now): drain it first."""
+
+    result: Any
+    step_id: str = ""
+    lines: list[str] = field(default_factory=list)
+    sent: int = 0
 
 
 def sink_class() -> Any:
@@ -26,8 +168,8 @@ def sink_class() -> Any:
         def __init__(self) -> None:
             self.lines: list[tuple[str, str]] = []
 
-        def push(self, step_id: str, message: str) -> None:
-            self.lines.append((step_id, message))
+        def push(self, step_id: str, lines: list[str]) -> None:
+            self.lines.extend((step_id, line) for line in lines)
 
         def drain(self) -> list[tuple[str, str]]:
             lines, self.lines = self.lines, []
@@ -36,17 +178,84 @@ def sink_class() -> Any:
     return ProgressSink
 
 
-class ToActor:
-    """A picklable `Report` that pushes to a `ProgressSink` and never waits or fails a step."""
+#: Sink handles looked up in this worker process, by actor name.
+_sinks: dict[tuple[str, str | None], Any] = {}
 
-    def __init__(self, sink: Any):
-        self.sink = sink
+
+def _sink(name: str, namespace: str | None) -> Any:
+    handle = _sinks.get((name, namespace))
+    if handle is None:
+        import ray
+
+        handle = _sinks[(name, namespace)] = ray.get_actor(name, namespace=namespace)
+    return handle
+
+
+class ToSink:
+    """A picklable `Report` for steps in Ray tasks: buffers each step's lines (`LineBuffer`) and
+    sends them to the `ProgressSink` actor named ``name``; it never waits or fails a step.
+
+    It carries the sink's name, not its handle: an actor handle in every task's arguments costs
+    each step a registration, and most steps end before they have anything to send."""
+
+    def __init__(self, name: str, namespace: str | None):
+        self.name = name
+        self.namespace = namespace
+        self._buffers: dict[str, LineBuffer] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name, "namespace": self.namespace}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.name, self.namespace = state["name"], state["namespace"]
+        self._buffers = {}  # each unpickled copy (one per task) buffers its own step's lines
+
+    def _send(self, step_id: str, lines: list[str]) -> Any:
+        try:
+            return _sink(self.name, self.namespace).push.remote(step_id, lines)
+        except Exception:  # progress is informative: never fail a step for it
+            log.debug("%d progress lines of %s dropped", len(lines), step_id, exc_info=True)
+            return None
 
     def __call__(self, step_id: str, message: str) -> None:
-        try:
-            self.sink.push.remote(step_id, message)
-        except Exception:  # progress is informative: never fail a step for it
-            log.debug("progress line dropped: %s", message)
+        buffer = self._buffers.get(step_id)
+        if buffer is None:
+            buffer = self._buffers[step_id] = LineBuffer(step_id, self._send)
+            _flusher.watch(buffer)
+        buffer.add(message)
+
+    def finish(self, step_id: str, result: Any) -> StepReturn:
+        """The step ended with ``result``: its last lines travel with it."""
+        buffer = self._buffers.get(step_id)
+        if buffer is None:
+            return StepReturn(result=result, step_id=step_id)
+        _flusher.forget(buffer)
+        lines = buffer.close()
+        if buffer.sent:
+            wait_sent(buffer.last_sent)
+        return StepReturn(result=result, step_id=step_id, lines=lines, sent=buffer.sent)
+
+    def fail(self, step_id: str) -> None:
+        """The step raised: send its last lines to the sink now, and wait until they are there
+        (the driver drains the sink before it reports the failure)."""
+        buffer = self._buffers.get(step_id)
+        if buffer is None:
+            return
+        _flusher.forget(buffer)
+        buffer.close(send=True)
+        wait_sent(buffer.last_sent)
+
+
+def wait_sent(ref: Any) -> None:
+    """Wait (at most `SENT_WAIT_S`) until a push has reached the sink."""
+    if ref is None:
+        return
+    try:
+        import ray
+
+        ray.get(ref, timeout=SENT_WAIT_S)
+    except Exception:  # progress is informative: never fail a step for it
+        log.debug("progress lines may arrive late", exc_info=True)
 
 
 def worker_logging() -> None:

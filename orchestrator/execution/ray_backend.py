@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from typing import Any
 
 import ray
@@ -17,17 +18,27 @@ from ray.exceptions import RayTaskError, TaskCancelledError
 
 from orchestrator.compile.graph import Node
 from orchestrator.execution.backend import Outcome
-from orchestrator.execution.progress import Report, ToActor, sink_class, worker_logging
+from orchestrator.execution.progress import Report, StepReturn, ToSink, sink_class, worker_logging
 from orchestrator.execution.step_runner import StepTask, execute_step
 
-#: How often a waiting driver collects running steps' progress lines.
+#: How often a waiting driver collects running steps' progress lines (at most: a step's last
+#: lines come with its result, not from a drain).
 PROGRESS_POLL_S = 0.5
 
 
 @ray.remote(max_retries=0)
-def _run_step(task: StepTask) -> Any:
+def _run_step(task: StepTask) -> StepReturn:
     worker_logging()  # StepContext.log lines also land in the worker's log (the dashboard)
-    return execute_step(task)
+    lines = task.progress if isinstance(task.progress, ToSink) else None
+    try:
+        result = execute_step(task)
+    except BaseException:
+        if lines is not None:
+            lines.fail(task.step_id)  # the last lines reach the sink before the error does
+        raise
+    if lines is None:
+        return StepReturn(result=result)
+    return lines.finish(task.step_id, result)
 
 
 def task_options(node: Node) -> dict[str, Any]:
@@ -53,15 +64,20 @@ class RayBackend:
         self._submitted: dict[Any, float] = {}
         self._sink: Any = None
         self._report: Report | None = None
+        self._drained = 0.0  # when the sink was last drained (time.monotonic)
 
     def progress_channel(self, report: Report) -> Report:
-        """Where steps send progress lines: a `ProgressSink` actor this backend drains while
-        it waits, handing each line to ``report``."""
+        """Where steps send progress lines (`ToSink`): a `ProgressSink` actor this backend
+        drains while it waits, handing each line to ``report``. The actor has a name of its own
+        (tasks carry the name, not a handle) in this driver's namespace."""
         self._report = report
-        self._sink = sink_class().options(name=None).remote()
-        return ToActor(self._sink)
+        name = f"kdorch-progress-{uuid.uuid4().hex}"
+        namespace = ray.get_runtime_context().namespace
+        self._sink = sink_class().options(name=name, namespace=namespace).remote()
+        return ToSink(name, namespace)
 
     def _drain(self) -> None:
+        self._drained = time.monotonic()
         if self._sink is None or self._report is None:
             return
         try:
@@ -70,6 +86,14 @@ class RayBackend:
             return
         for step_id, message in lines:
             self._report(step_id, message)
+
+    def _last_lines(self, returned: StepReturn) -> None:
+        """A finished step's last lines, after those it sent to the sink earlier."""
+        if returned.sent:
+            self._drain()
+        if self._report is not None:
+            for message in returned.lines:
+                self._report(returned.step_id, message)
 
     def submit(self, node: Node, task: StepTask) -> object:
         handle = _run_step.options(**task_options(node)).remote(task)
@@ -84,7 +108,8 @@ class RayBackend:
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             poll = PROGRESS_POLL_S if left is None else min(PROGRESS_POLL_S, left)
             ready, _ = ray.wait(handles, num_returns=1, timeout=poll)
-            self._drain()
+            if time.monotonic() - self._drained >= PROGRESS_POLL_S:
+                self._drain()
             if ready:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -92,15 +117,19 @@ class RayBackend:
         handle = ready[0]
         elapsed = time.perf_counter() - self._submitted.pop(handle, time.perf_counter())
         try:
-            result = ray.get(handle)
-            return handle, Outcome(result=result, seconds=result.seconds)
+            returned: StepReturn = ray.get(handle)
         except RayTaskError as e:
+            self._drain()  # the failed step's last lines, before its failure
             # The original exception (if it could be pickled) with Ray's remote traceback.
             cause = e.cause if e.cause is not None else e
             return handle, Outcome(error=cause, traceback=str(e), seconds=elapsed)
         except (ray.exceptions.RayError, TaskCancelledError) as e:
+            self._drain()
             # The worker died (out of memory, segfault, node lost) or the task was cancelled.
             return handle, Outcome(error=e, traceback=str(e), seconds=elapsed)
+        self._last_lines(returned)
+        result = returned.result
+        return handle, Outcome(result=result, seconds=result.seconds)
 
     def cancel(self, handles: list[object]) -> None:
         for handle in handles:

@@ -154,3 +154,26 @@ class NeedsReport(Component):
     Config = ScaleConfig
     Inputs = NeedsReportInputs
     Outputs = GatherOutputs
+
+
+class ChatterConfig(SourceConfig):
+    lines: int = Field(3, ge=0, description="Progress lines to log first ('line i/n').")
+    every: float = Field(0.0, ge=0, description="Seconds between two progress lines.")
+    fail: bool = Field(False, description="Raise after the last progress line.")
+
+
+@register
+class Chatter(Source):
+    """A `toy_source` that logs progress lines first (and can fail after them)."""
+
+    key = "toy_chatter"
+    Config = ChatterConfig
+
+    def run(self, inputs: BaseModel, ctx: StepContext) -> SourceOutputs:
+        for i in range(self.config.lines):
+            if i and self.config.every:
+                time.sleep(self.config.every)
+            ctx.log("line %d/%d", i + 1, self.config.lines)
+        if self.config.fail:
+            raise ValueError("toy_chatter was told to fail after its last line")
+        return super().run(inputs, ctx)
