@@ -151,7 +151,8 @@ def comparison_figure(
     # From 0, so that bar heights compare; the band above 100 holds the values and the legend.
     ax.set_ylim(0, 120)
     ax.set_yticks(range(0, 101, 20))
-    ax.set_ylabel("top-1 accuracy (%)\nmean ± sample std over a recipe's models", fontsize=8)
+    spread = "\nmean ± sample std over a recipe's models" if any(b.n > 1 for b in bars) else ""
+    ax.set_ylabel("top-1 accuracy (%)" + spread, fontsize=8)
     ax.set_title(title, fontsize=10)
     long = max(len(n) for n in names) > 8
     ax.tick_params(axis="x", labelrotation=30 if long else 0, labelsize=8)

@@ -106,6 +106,7 @@ def test_plots_keep_the_report_order_and_sum_a_recipe(rotated) -> None:  # type:
 
     ax = figures["comparison.png"].axes[0]
     assert ax.get_ylim()[0] == 0  # bar heights compare
+    assert "mean ± sample std" in ax.get_ylabel()  # erm's bar is over its 2 models
     assert [t.get_text() for t in ax.get_xticklabels()] == ["erm", "expert_rot30", "expert_rot0 †"]
     assert [p.get_hatch() for p in ax.patches[:3]] == [None, None, "//"]
     for bar, value in zip(bars, ax.texts, strict=True):  # above the error bar
