@@ -140,3 +140,24 @@ def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     sxx = sum((x - mx) ** 2 for x in xs)
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
     return my - b * mx, b
+
+
+def mnist_teacher(
+    p: Any, *, width: int, epochs: int, max_rows: int | None = None
+) -> tuple[Any, Any]:
+    """The MNIST-5k dataset step (seed 0) and a DomainBed MNIST CNN teacher (`mnist_cnn` of
+    ``width``, batch 64, Adam 3e-3) trained on it, added to the pipeline ``p``: (data, teacher)."""
+    rows = {"max_rows": max_rows} if max_rows else {}
+    data = p.add("data", "dataset", config={"source": "mnist5k", "seed": 0, **rows})
+    teacher = p.add(
+        "teacher",
+        "train",
+        inputs={"data": data.dataset},
+        config={
+            "model": {"arch": "mnist_cnn", "width": width},
+            "epochs": epochs,
+            "batch_size": 64,
+            "optimizer": {"lr": 0.003},
+        },
+    )
+    return data, teacher

@@ -91,7 +91,38 @@ def read_teacher_table(store: ArtifactStore, logits: LogitShards, split: str) ->
             f"{list(logits.splits)})"
         )
     tables = [store.read_parsed(logits, name, parquet_table, arrow_file=True) for name in names]
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    check_layout(table, logits, store.uri(logits.path))
+    return table
+
+
+def expected_widths(logits: LogitShards) -> dict[str, int]:
+    """Each teacher column's list width as the record says: per view, times the views (a
+    scalar ``rest_mass``, width 0 here, without views)."""
+    views = max(logits.views, 1)
+    k = min(logits.top_k, logits.num_classes) if logits.top_k is not None else None
+    widths = {"logits": views * logits.num_classes} if k is None else {}
+    if k is not None:
+        widths |= {"topk_indices": views * k, "topk_values": views * k}
+        widths["rest_mass"] = logits.views  # one per view; 0: a plain float32 column
+    if logits.feature_dim:
+        widths["feature"] = views * logits.feature_dim
+    return widths
+
+
+def check_layout(table: pa.Table, logits: LogitShards, where: str) -> None:
+    """Refuse shards whose columns do not hold what their record says (views x width), so that
+    no reader takes one view's logits for another's."""
+    for name, width in expected_widths(logits).items():
+        kind = table.schema.field(name).type if name in table.column_names else None
+        found = kind.list_size if kind is not None and pa.types.is_fixed_size_list(kind) else 0
+        if kind is None or found != width:
+            raise ArtifactError(
+                f"the logit shards at {where} hold `{name}` as {kind or 'nothing'}, but their "
+                f"record says {logits.views} views of {logits.num_classes} classes (top_k "
+                f"{logits.top_k}, feature_dim {logits.feature_dim}): expected width {width}. "
+                "Shards and record disagree: recompute the teacher_inference step"
+            )
 
 
 def check_matches_dataset(logits: LogitShards, dataset: Dataset) -> None:

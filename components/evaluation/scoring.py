@@ -10,8 +10,9 @@ some other model trained only on other domains, the scored domains are held out
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from torch import nn
@@ -19,7 +20,9 @@ from torch import nn
 from components.artifacts.checkpoints import load_model
 from components.artifacts.datasets import SplitArrays, read_labels, read_split, select_domains
 from components.evaluation import metrics as m
+from components.models.checkpoint import SPEC_FILE
 from components.models.profile import count_parameters, estimate_flops
+from components.training.views import VIEWS_KEY
 from orchestrator import StepContext
 from schemas.kd.artifacts import AdaptiveModelCheckpoint, Dataset, ModelCheckpoint
 from schemas.kd.components.evaluate import EvaluateConfig
@@ -42,6 +45,7 @@ class Scores:
     held_out: list[str]  # the scored domains, when some model never trained on them; else []
     groups: dict[str, Row]  # label -> mean and sample std over its keys
     baseline: m.Baseline
+    views: dict[str, str] = field(default_factory=dict)  # key -> augmented views it distilled on
 
     def oracle(self, label: str) -> bool:
         """Whether, in a held-out report, a model of ``label`` (or the model of that key)
@@ -89,9 +93,12 @@ def score_models(
     saw: dict[str, list[str]] = {}
     unseen = False  # some model trained only on other domains: a held-out evaluation
     teacher_logits = None
+    views: dict[str, str] = {}
     for label, checkpoint in entries:
         key = label if counts[label] <= 1 else f"{label}[{len(members[label])}]"
         members[label].append(key)
+        if (described := distilled_views(ctx, checkpoint)) is not None:
+            views[key] = described
         if isinstance(checkpoint, AdaptiveModelCheckpoint):
             model, logits, adaptation[key] = adapted_logits(ctx, checkpoint, split, data)
         else:
@@ -118,8 +125,25 @@ def score_models(
     baseline = m.majority_baseline(fit_labels, split.y, class_names(data), fit)
     held_out = list(cfg.domains or data.domains) if unseen else []
     return Scores(
-        split.y, results, dict(members), logits_of, adaptation, saw, held_out, groups, baseline
+        split.y,
+        results,
+        dict(members),
+        logits_of,
+        adaptation,
+        saw,
+        held_out,
+        groups,
+        baseline,
+        views,
     )
+
+
+def distilled_views(ctx: StepContext, checkpoint: ModelCheckpoint) -> str | None:
+    """The augmented views a student was distilled on, as its ``model.json`` says (None: clean
+    rows, or not distilled)."""
+    document = json.loads(ctx.store.read_file(checkpoint, SPEC_FILE))
+    views = document.get(VIEWS_KEY)
+    return str(views["describe"]) if isinstance(views, dict) else None
 
 
 def metrics_row(

@@ -16,6 +16,8 @@ from schemas.kd.components.teacher_inference import (
 
 if TYPE_CHECKING:
     from components.artifacts.logits import ShardWriter
+    from components.data.augment import Views
+    from orchestrator.component import ConfigIssue, Wiring
 
 
 class TeacherInference(
@@ -27,7 +29,11 @@ class TeacherInference(
     actors (`num_actors`) run a Ray Data actor pool, on GPUs with `gpus_per_actor`. The step's
     key covers the teacher's and the dataset's data versions and this config, so every later
     run, student and tuning trial that asks for the same teacher outputs reuses the shards (see
-    docs/caching.md, "Teacher logit caches"). Rows are computed in eval mode without augmentation.
+    docs/caching.md, "Teacher logit caches"). Rows are computed in eval mode; with `views: N`
+    the teacher runs on N augmented views of every image row (each a function of view_seed,
+    row_id and the view index), stored side by side in the row's shard row, and the artifact
+    records views, augment and view_seed (docs/caching.md, "Augmented views with exact teacher
+    targets").
     """
 
     key = "teacher_inference"
@@ -64,6 +70,9 @@ class TeacherInference(
             raise ValueError(
                 f"splits {unknown} are not in the dataset (it has {list(data.splits)})"
             )
+        views = self.views(data)  # before anything is written: views need image rows
+        if views is not None:
+            ctx.log("the teacher sees %s of every row", views.describe())
         started = time.perf_counter()
         path = ctx.output_path("logits")
         writers = {s: ShardWriter(ctx.store, f"{path}/{s}", cfg.rows_per_shard) for s in splits}
@@ -75,6 +84,7 @@ class TeacherInference(
             "top_k": cfg.top_k,
             "feature": cfg.feature,
             "use_gpu": cfg.gpus_per_actor > 0,
+            "views": views,
         }
         if cfg.runs_in_process():
             predictor = TeacherPredictor(**predictor_args)
@@ -91,6 +101,7 @@ class TeacherInference(
                 writer.shards,
                 writer.bytes / 2**20,
             )
+        count, augment, view_seed = cfg.view_spec()
         return TeacherInferenceOutputs(
             logits=LogitShards(
                 path=path,
@@ -99,13 +110,37 @@ class TeacherInference(
                 dtype=cfg.precision,
                 top_k=cfg.top_k,
                 feature=cfg.feature,
-                feature_dim=feature_dim,
+                feature_dim=feature_dim // max(count, 1) if feature_dim else None,  # per view
                 teacher_version=teacher.data_version,
                 dataset_version=data.data_version,
                 transform=data.transform,
                 teacher_domains=list(teacher.trained_domains),
+                views=count,
+                augment=augment,
+                view_seed=view_seed,
             )
         )
+
+    def views(self, data: Dataset) -> Views | None:
+        """The augmented views to run the teacher on (None: the clean rows); views need image
+        rows [C, H, W]."""
+        from components.data.augment import Views
+        from components.data.view_checks import image_rows_issue
+
+        cfg = self.config
+        if cfg.views == 0:
+            return None
+        problem = image_rows_issue(cfg.views, data.feature_shape, f"dataset {data.source}")
+        if problem is not None:
+            raise ValueError(f"{problem}: set views: 0 for this dataset")
+        return Views(cfg.views, cfg.augment, cfg.view_seed)
+
+    @classmethod
+    def check_wiring(cls, config: TeacherInferenceConfig, wiring: Wiring) -> list[ConfigIssue]:
+        """Views need image rows: refused at validate when the dataset promises flat ones."""
+        from components.data.view_checks import view_wiring_issues
+
+        return super().check_wiring(config, wiring) + view_wiring_issues(config, wiring)
 
     def _here(
         self,

@@ -50,6 +50,7 @@ def export_model(
     metrics: dict[str, float],
     history: list[dict[str, Any]],
     domains: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> ModelCheckpoint:
     """Write the student as a `ModelCheckpoint` (spec + weights), rebuildable anywhere.
 
@@ -67,15 +68,21 @@ def export_model(
         "model",
         model,
         metrics=without_wall_clock(metrics),
-        extra={"history": [without_wall_clock(h) for h in history]},
+        extra={"history": [without_wall_clock(h) for h in history], **(extra or {})},
     )
     return checkpoint.model_copy(update={"trained_domains": list(domains or [])})
 
 
 def export_trained(
-    ctx: StepContext, spec: ModelSpec, result: FitResult, data: Dataset, settings: Any
+    ctx: StepContext,
+    spec: ModelSpec,
+    result: FitResult,
+    data: Dataset,
+    settings: Any,
+    extra: dict[str, Any] | None = None,
 ) -> ModelCheckpoint:
-    """`export_model` for a training step's `FitResult` on ``data``, with the domains it used."""
+    """`export_model` for a training step's `FitResult` on ``data``, with the domains it used
+    (``extra``: more for ``model.json``, e.g. the augmented views a student trained on)."""
     return export_model(
         ctx,
         spec,
@@ -83,6 +90,7 @@ def export_trained(
         result.metrics,
         result.history,
         trained_domains(data, settings),
+        extra,
     )
 
 

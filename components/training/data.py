@@ -6,7 +6,10 @@ and kept in memory as columns — otherwise it is *streamed* through Ray Data, w
 outputs joined by a broadcast join (`TeacherJoin`). Both paths produce the same columns:
 ``row_id``, ``x``, ``y`` and ``t{i}_<column>`` for teacher ``i`` (``logits``, or
 ``topk_indices``/``topk_values``/``rest_mass``, and ``feature``). A row without a teacher output
-is an error, never a silent zero.
+is an error, never a silent zero. A cache with augmented views joins every view's outputs of a
+row as one wide column (views side by side, as stored); the training objective takes the slice
+of the view a row trains on in each epoch (`components.training.objective.viewed_batch`), so
+both paths carry views unchanged.
 """
 
 from __future__ import annotations
@@ -50,12 +53,14 @@ def row_bytes(dataset: Dataset, teachers: list[LogitShards]) -> int:
     size = 4 * math.prod(dataset.feature_shape) + 16
     for t in teachers:
         width = 2 if t.dtype == "float16" else 4
+        per_view = 0
         if t.top_k is not None:
-            size += t.top_k * (4 + width) + 4
+            per_view += t.top_k * (4 + width) + 4
         else:
-            size += t.num_classes * width
+            per_view += t.num_classes * width
         if t.feature_dim:
-            size += t.feature_dim * width
+            per_view += t.feature_dim * width
+        size += per_view * max(t.views, 1)  # a row holds every view's outputs
     return size
 
 

@@ -39,9 +39,11 @@ class Distill(TrainingComponent[DistillConfig, DistillInputs, DistillOutputs]):
     def check_wiring(cls, config: DistillConfig, wiring: Wiring) -> list[ConfigIssue]:
         """The dataset's splits and domains, a student architecture, and teacher inputs that
         can serve the losses and weights (`components.training.teachers`)."""
+        from components.data.view_checks import view_wiring_issues
         from components.training.teachers import teacher_wiring_issues
 
         issues = super().check_wiring(config, wiring) + teacher_wiring_issues(config, wiring)
+        issues += view_wiring_issues(config, wiring)  # views need image rows
         if config.student is None and not wiring.connected("student"):
             issues.append(ConfigIssue(_NO_STUDENT, "student"))
         return issues
@@ -57,12 +59,16 @@ class Distill(TrainingComponent[DistillConfig, DistillInputs, DistillOutputs]):
     def run(self, inputs: DistillInputs, ctx: StepContext) -> DistillOutputs:
         from components.training.common import export_trained, fit_spec_to_dataset
         from components.training.distillation import distill_student
+        from components.training.views import training_views, views_record
 
         cfg, data = self.config, inputs.data
         student = self.student_spec(inputs)
         if inputs.student is not None and cfg.student is not None:
             ctx.log("the `student` input replaces config.student")
         spec = fit_spec_to_dataset(student, data)
+        views = training_views(cfg, data, inputs.logits or [])
+        if views is not None:
+            ctx.log("each epoch, every row trains on one of %s", views.describe())
         result = distill_student(  # checks the teacher inputs before anything trains
             ctx,
             cfg,
@@ -73,5 +79,5 @@ class Distill(TrainingComponent[DistillConfig, DistillInputs, DistillOutputs]):
             init=inputs.init,
         )
         ctx.log("distilled %s: val accuracy %.4f", spec.arch, result.metrics["val_accuracy"])
-        model = export_trained(ctx, spec, result, data, cfg)
+        model = export_trained(ctx, spec, result, data, cfg, views_record(views))
         return DistillOutputs(model=model, metrics=result.metrics, history=result.history)

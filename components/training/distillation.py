@@ -41,8 +41,10 @@ def distill_student(
     from components.training.loop import LoopSpec
     from components.training.objective import DistillObjective
     from components.training.trainer import fit, steps_per_epoch
+    from components.training.views import training_views
 
     logits, teachers = checked_teachers(cfg, logits, teachers)
+    views = training_views(cfg, data, logits)  # refused before any data is read
     caches = list(logits)
     training_data = prepare_data(ctx.store, data, cfg, caches)
     kinds = {loss.type for loss in cfg.losses}
@@ -59,6 +61,8 @@ def distill_student(
         teacher_feature_dim=teacher_dim,
         class_means=class_means,
         online_teachers=list(teachers),
+        views=views,
+        seed=cfg.seed,
     )
     loop = LoopSpec(
         model=spec,
@@ -82,11 +86,16 @@ def teacher_class_means(
     """e_c: the teachers' (fused) mean penultimate embedding per class over the train split."""
     from components.artifacts.datasets import read_split
     from components.training.data import held_columns
+    from components.training.views import view_mean
 
     weights = cfg.normalised_teacher_weights()
     if logits:
         columns = prepared.held.get("train") or held_columns(ctx.store, data, "train", logits)
-        feats = [columns[f"t{i}_feature"].astype(np.float32) for i in range(len(logits))]
+        # With views: each row's mean over its views (teachers online: over the clean rows).
+        feats = [
+            view_mean(columns[f"t{i}_feature"].astype(np.float32), cache.views)
+            for i, cache in enumerate(logits)
+        ]
         y = columns["y"]
     else:
         split = read_split(ctx.store, data, "train")

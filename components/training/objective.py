@@ -7,15 +7,23 @@ partitions them, and checkpoints save and restore them with the student.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from components.artifacts.logits import TEACHER_COLUMNS
 from schemas.kd.artifacts import ModelCheckpoint
 from schemas.kd.losses import LossSpec
+
+if TYPE_CHECKING:
+    from components.data.augment import Views
+
+_TEACHER_COLUMN = re.compile(rf"t\d+_({'|'.join(TEACHER_COLUMNS)})")
 
 
 @dataclass
@@ -29,9 +37,30 @@ class DistillObjective:
     teacher_feature_dim: int | None = None
     class_means: np.ndarray | None = None
     online_teachers: list[ModelCheckpoint] = field(default_factory=list)
+    views: Views | None = None  # augmented views: each epoch a row trains on one of them
+    seed: int = 0  # the run's seed: which view a row trains on in each epoch
 
     def build(self, student: nn.Module, total_steps: int, store: Any) -> TrainModule:
         return TrainModule(student, self, total_steps, store)
+
+
+def viewed_batch(
+    batch: dict[str, torch.Tensor], views: Views, seed: int, epoch: int
+) -> dict[str, torch.Tensor]:
+    """``batch`` as the student trains on it in ``epoch``: each row's drawn view in place of
+    ``x`` (regenerated as the teacher saw it) and, of every per-view teacher column
+    (``t{i}_<column>``, the views side by side), that view's slice."""
+    row_id = batch["row_id"].cpu().numpy()
+    drawn = views.draw(seed, epoch, row_id)
+    out = dict(batch)
+    out["x"] = views.tensors(batch["x"], row_id, drawn)
+    view = torch.from_numpy(drawn).to(batch["x"].device)
+    rows = torch.arange(len(row_id), device=view.device)
+    for name, values in batch.items():
+        if _TEACHER_COLUMN.fullmatch(name):
+            picked = values.reshape(len(row_id), views.count, -1)[rows, view]
+            out[name] = picked.squeeze(1) if name.endswith("_rest_mass") else picked
+    return out
 
 
 def _stack(batch: dict[str, torch.Tensor], column: str, count: int) -> torch.Tensor | None:
@@ -86,6 +115,11 @@ class TrainModule(nn.Module):
     def kd_batch(self, batch: dict[str, torch.Tensor], epoch: float, step: int) -> Any:
         from components.losses import KDBatch
 
+        if self.spec.views is not None:
+            # ``epoch`` is epoch + batches done / steps per epoch, below epoch + 1 on every path
+            # (held rows: ceil(rows / workers / batch) batches; Ray Train's equal splits), so
+            # its floor is the epoch: the draw is a function of (seed, epoch, row_id) alone.
+            batch = viewed_batch(batch, self.spec.views, self.spec.seed, math.floor(epoch))
         x, y = batch["x"], batch["y"]
         student: Any = self.student
         if self.wants_features:

@@ -33,6 +33,7 @@ from components.training.objective import DistillObjective
 from components.training.session import checkpoint_folder
 from components.training.teachers import checked_teachers
 from components.training.trainer import as_tensors, steps_per_epoch
+from components.training.views import training_views
 from components.tuning.checks import student_of, unsupported
 from components.tuning.ray_config import trial_config
 from components.tuning.resources import trial_resources
@@ -70,6 +71,7 @@ def check_trial(cfg: DistillConfig, inputs: DistillInputs) -> None:
         raise ValueError(reason)
     student_of(cfg)
     checked_teachers(cfg, inputs.logits or [], inputs.teachers or [])
+    training_views(cfg, inputs.data, inputs.logits or [])
 
 
 def loop_spec(cfg: DistillConfig, brief: TrialBrief) -> LoopSpec:
@@ -83,6 +85,8 @@ def loop_spec(cfg: DistillConfig, brief: TrialBrief) -> LoopSpec:
         teacher_weights=cfg.normalised_teacher_weights(),
         teacher_feature_dim=logits[0].feature_dim if logits else None,
         online_teachers=list(inputs.teachers or []),
+        views=training_views(cfg, inputs.data, logits),  # the caches' (or the config's) views
+        seed=cfg.seed,
     )
     return LoopSpec(
         model=fit_spec_to_dataset(student_of(cfg), inputs.data),

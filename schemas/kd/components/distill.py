@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
+from schemas.kd.augment import ViewSettings
 from schemas.kd.components.training import TrainingSettings
 from schemas.kd.losses import KDLoss, LossSpec
 from schemas.kd.models import ModelSpec, ModelSpecValue
@@ -16,8 +17,15 @@ def _default_loss() -> LossSpec:
     return KDLoss()
 
 
-class DistillConfig(TrainingSettings):
-    """Train a student against teacher outputs with a weighted sum of KD losses."""
+class DistillConfig(TrainingSettings, ViewSettings):
+    """Train a student against teacher outputs with a weighted sum of KD losses.
+
+    Augmented views (``views``, ``augment``, ``view_seed``): a logit cache made with views
+    carries its own, and the student trains on them (leave these out, or repeat the cache's);
+    with teachers run online they set the views the student and its teachers see. Each epoch a
+    row trains on one of its views, drawn from (seed, epoch, row_id); evaluation sees the clean
+    rows.
+    """
 
     student: ModelSpec | None = Field(
         None,

@@ -6,12 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.base import Model
 from schemas.kd.artifacts import Dataset, LogitShards, ModelCheckpoint
+from schemas.kd.augment import ViewSettings
 
 
-class TeacherInferenceConfig(Model):
-    """How the teacher is run over the data and how its outputs are stored."""
+class TeacherInferenceConfig(ViewSettings):
+    """How the teacher is run over the data and how its outputs are stored; with ``views``, over
+    that many augmented views of every image row (`ViewSettings`: ``views``, ``augment``,
+    ``view_seed``), all stored in the row's own shard row."""
 
     splits: list[str] | None = Field(None, description="Splits to cover (default: all of them).")
     batch_size: int = Field(512, ge=1, description="Rows per inference batch.")
