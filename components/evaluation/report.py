@@ -198,11 +198,13 @@ def write_report(
         "held_out_domains": scores.held_out,
         "trained_on_scored_domains": scores.saw,  # model -> the scored domains it trained on
         "baseline": scores.baseline.as_dict(),
+        "distilled_on_views": scores.views,  # model -> the augmented views it was distilled on
     }
     ctx.store.write_bytes(
         f"{path}/report.json", json.dumps(document, indent=1, sort_keys=True).encode()
     )
     text = markdown(title, scores, written) + notes(scores.adaptation)
+    text += "".join(f"\n`{key}` was distilled on {how}.\n" for key, how in scores.views.items())
     ctx.store.write_bytes(f"{path}/report.md", text.encode())
     return EvalReport(
         path=path,

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from schemas.base import Model
 from schemas.engine.artifacts import ArtifactRef
+from schemas.kd.augment import AugmentSpec
 from schemas.kd.models import ModelSpec
 
 
@@ -99,6 +100,12 @@ class LogitShards(ArtifactRef):
 
     ``teacher_version``, ``dataset_version`` and ``transform`` say what the logits were computed
     from; consumers refuse logits whose dataset or transform differ from their own.
+
+    With ``views`` = N > 0 each row holds the teacher's outputs for N augmented views of the
+    row, view after view in one list: ``logits`` is fixed_size_list[N*K] (view v at
+    ``[v*K, (v+1)*K)``), top-k columns [N*k], ``rest_mass`` [N], ``feature`` [N*feature_dim].
+    ``augment`` and ``view_seed`` say how each view was made (`schemas.kd.augment`); a reader
+    regenerates view v of a row from them, never guesses.
     """
 
     splits: dict[str, int]
@@ -106,13 +113,16 @@ class LogitShards(ArtifactRef):
     dtype: str = Field(description="'float16' or 'float32'.")
     top_k: int | None = None
     feature: str | None = None
-    feature_dim: int | None = None
+    feature_dim: int | None = Field(None, description="Width of one view's feature.")
     teacher_version: str
     dataset_version: str
     transform: str = ""
     teacher_domains: list[str] = Field(
         default_factory=list, description="The teacher's `trained_domains`."
     )
+    views: int = Field(0, ge=0, description="Augmented views per row (0: the clean rows).")
+    augment: AugmentSpec | None = Field(None, description="How each view was made (views > 0).")
+    view_seed: int | None = Field(None, description="The views' seed (views > 0).")
 
 
 class EvalReport(ArtifactRef):
