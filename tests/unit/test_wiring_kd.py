@@ -186,3 +186,16 @@ def test_student_search_caps_no_candidate_meets_for_the_real_data(
     assert "steps[3] (search).config.space" in err
     assert "for inputs [1, 28, 28] and 10 classes" in err
     assert "(dataset step 'data' (mnist5k))" in err and "hint: raise max_parameters" in err
+
+
+def test_the_wiring_checks_import_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom orchestrator import ValidationFailed, validate\n"
+        f"try: validate({META!r}, overrides=['params.target=90'])\n"
+        "except ValidationFailed as e: print('rot90' in str(e), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.split() == ["True", "False"], out.stderr
