@@ -7,6 +7,7 @@ The registry imports a module only when its key is used.
 BUILTIN: dict[str, str] = {
     "dataset": "components.data.dataset:DatasetComponent",
     "train": "components.training.train:TrainComponent",
+    "import_model": "components.models.import_model:ImportModel",
     "teacher_inference": "components.inference.teacher_inference:TeacherInference",
     "distill": "components.training.distill:Distill",
     "evaluate": "components.evaluation.evaluate:EvaluateComponent",

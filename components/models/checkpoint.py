@@ -4,7 +4,9 @@
   identical weights give identical bytes, hence an identical content hash, so a recomputed
   model with the same weights does not invalidate downstream caches.
 - ``model.json``: ``{"spec": <spec.model_dump(mode="json")>, **extra}`` with sorted keys. The
-  spec alone rebuilds the network, on any machine.
+  spec alone rebuilds the network, on any machine. A model source adds ``"source"``: the
+  library version, or the python factory's code fingerprint, checked when it is rebuilt
+  (`components.models.identity`: why).
 
 This module only encodes and decodes; `components.artifacts.checkpoints` writes them into the
 store and reads them back verified.
@@ -20,12 +22,14 @@ from typing import Any
 import torch
 from pydantic import TypeAdapter, ValidationError
 
+from components.models.identity import check_code_record, code_record
 from components.models.zoo import KDModel, build_model
 from orchestrator import ArtifactError
 from schemas.kd.models import ModelSpec
 
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
+SOURCE_KEY = "source"  # model.json: the code a model source was built with (identity.py)
 _SPEC: TypeAdapter[Any] = TypeAdapter(ModelSpec)
 
 
@@ -51,9 +55,18 @@ def encode_checkpoint(model: KDModel, extra: dict[str, Any] | None = None) -> di
     ``extra`` must be JSON-serialisable (numpy/torch scalars are fine) and may not use the key
     ``"spec"``.
     """
-    if extra and "spec" in extra:
-        raise ValueError("checkpoint extra may not use the key 'spec' (it holds the model spec)")
-    document = {"spec": model.spec.model_dump(mode="json"), **(extra or {})}
+    reserved = {"spec", SOURCE_KEY} & set(extra or {})
+    if reserved:
+        raise ValueError(
+            f"checkpoint extra may not use the key {sorted(reserved)[0]!r} (it holds the model's "
+            "spec and where its code came from)"
+        )
+    source = code_record(model.spec)
+    document = {
+        "spec": model.spec.model_dump(mode="json"),
+        **({SOURCE_KEY: source} if source else {}),
+        **(extra or {}),
+    }
     text = json.dumps(document, indent=1, sort_keys=True, default=_json_default)
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
@@ -88,9 +101,13 @@ def decode_checkpoint(
         raise CheckpointError(f"{where}/{SPEC_FILE} has no 'spec' entry: not a model checkpoint")
     try:
         spec = _SPEC.validate_python(document.pop("spec"))
-        model = build_model(spec)
     except (ValidationError, ValueError) as e:
         raise CheckpointError(f"{where}/{SPEC_FILE}: invalid model spec: {e}") from e
+    try:
+        check_code_record(spec, document.pop(SOURCE_KEY, {}), where)
+        model = build_model(spec)
+    except ValueError as e:
+        raise CheckpointError(f"{where}/{SPEC_FILE}: cannot rebuild the model: {e}") from e
     raw = files.get(WEIGHTS_FILE)
     if raw is None:
         raise CheckpointNotFoundError(

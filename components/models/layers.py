@@ -24,7 +24,14 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from schemas.kd.models import AnyModelSpec, MLPSpec, MnistCNNSpec, ResNetSpec, image_shape
+from schemas.kd.models import (
+    AnyModelSpec,
+    MLPSpec,
+    MnistCNNSpec,
+    ResNetSpec,
+    ZooModelSpec,
+    image_shape,
+)
 
 Cost = tuple[int, int]
 """(parameters, multiply-accumulates for one input row)."""
@@ -185,7 +192,7 @@ class ResNetPlan:
 Plan = MLPPlan | MnistCNNPlan | ResNetPlan
 
 
-def _dataset_fields(spec: AnyModelSpec) -> tuple[tuple[int, ...], int]:
+def _dataset_fields(spec: ZooModelSpec) -> tuple[tuple[int, ...], int]:
     if spec.input_shape is None or spec.num_classes is None:
         raise ValueError(
             f"{spec.arch}: num_classes and input_shape must be set to lay out its layers"
@@ -248,10 +255,17 @@ def plan_of(spec: AnyModelSpec) -> Plan:
     """The layer plan of any zoo spec (``input_shape`` and ``num_classes`` set).
 
     Raises:
-        ValueError: ``input_shape`` or ``num_classes`` is unset.
+        ValueError: ``input_shape`` or ``num_classes`` is unset, or ``spec`` is a model source
+            (torchvision, timm, python: no plan; `components.models.profile` measures a built
+            one).
     """
     if isinstance(spec, MLPSpec):
         return mlp_plan(spec)
     if isinstance(spec, MnistCNNSpec):
         return mnist_cnn_plan(spec)
-    return resnet_plan(spec)
+    if isinstance(spec, ResNetSpec):
+        return resnet_plan(spec)
+    raise ValueError(
+        f"arch {spec.arch!r} has no layer plan (only the zoo's do): build it and measure it "
+        "with components.models.profile"
+    )

@@ -17,49 +17,55 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def estimate_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of the conv and linear layers for one sample of ``input_shape``.
+def _count_cpu_attention() -> None:
+    """Teach the FLOP counter the CPU kernel of ``scaled_dot_product_attention``.
 
-    Measured with forward hooks on a zero input, so it follows the real data path (strides,
-    reshapes). Bias additions, norms, activations and pooling are not counted: good enough for
-    ranking architectures and enforcing a FLOPs cap. An MLP 64→32→10 costs 64·32 + 32·10.
-    The model's train/eval flags are restored afterwards, module by module.
+    torch counts fused attention on CUDA (flash, memory-efficient, cuDNN) but not the CPU
+    kernel ``aten._scaled_dot_product_flash_attention_for_cpu``, so a ViT on the CPU would
+    count its projections but not its two attention matmuls. The same formula torch uses for
+    the other kernels (`sdpa_flop_count`) is registered for it, once per process, unless this
+    torch already counts it.
     """
-    total = 0
+    from torch.utils import flop_counter
 
-    def conv_hook(module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(module, _CONVS)
-        per_output = module.in_channels // module.groups
-        for k in module.kernel_size:
-            per_output *= k
-        total += out[0].numel() * per_output
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None or op in flop_counter.flop_registry or op.default in flop_counter.flop_registry:
+        return
 
-    def linear_hook(module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(module, nn.Linear)
-        total += out[0].numel() * module.in_features
+    @flop_counter.register_flop_formula(op)
+    def _cpu_attention(
+        query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any
+    ) -> int:
+        return int(flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape))
 
-    handles = []
-    for module in model.modules():
-        if isinstance(module, _CONVS):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
+
+def estimate_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward pass on one sample of ``input_shape``.
+
+    Measured with torch's own FLOP counter (`torch.utils.flop_counter.FlopCounterMode`) on a
+    zero input: MACs = FLOPs / 2 of the matrix products and convolutions it counts
+    (convolutions, linear layers, matmuls, fused attention: `_count_cpu_attention`). Bias additions,
+    norms, activations and pooling are not counted, so a zoo model's count equals its layer
+    plan's (`components.models.layers`): an MLP 64→32→10 costs 64·32 + 32·10. The pass runs
+    with gradients enabled, as in training: inference fast paths (PyTorch's fused transformer
+    layers) would hide their matmuls from the counter. The model's train/eval flags are
+    restored afterwards, module by module.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _count_cpu_attention()
     modes = {module: module.training for module in model.modules()}
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.enable_grad(), FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, *input_shape, device=device, dtype=dtype))
     finally:
-        for handle in handles:
-            handle.remove()
         for module, training in modes.items():
             module.training = training
-    return total
+    return int(counter.get_total_flops()) // 2
 
 
 @torch.no_grad()

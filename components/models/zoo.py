@@ -1,6 +1,9 @@
 """Zoo architectures with one interface: logits, penultimate features, last feature map.
 
 Every model is a `KDModel`: a feature extractor (`body`) followed by one linear ``classifier``.
+The zoo's three architectures are defined here; the model sources (torchvision, timm, the
+user's own module) are wrapped into the same interface by `components.models.external`, and
+`build_model` builds either.
 What the methods need (METHODS.md):
 
 - DisWOT scores a random network with the gradient of CE w.r.t. ``classifier.weight`` and the
@@ -38,7 +41,14 @@ from components.models.layers import (
     mnist_cnn_plan,
     resnet_plan,
 )
-from schemas.kd.models import MLPSpec, MnistCNNSpec, ModelSpec, ResNetSpec
+from schemas.kd.models import (
+    AnyModelSpec,
+    MLPSpec,
+    MnistCNNSpec,
+    ModelSpec,
+    ResNetSpec,
+    SourceModelSpec,
+)
 
 Intermediates = dict[str, torch.Tensor]
 
@@ -77,6 +87,10 @@ class KDModel(nn.Module):
     def _layer_names(self) -> list[str]:
         raise NotImplementedError
 
+    def label(self) -> str:
+        """What the model is, in messages: its ``arch``."""
+        return self.spec.arch
+
     def forward(self, x: torch.Tensor, *, features_only: bool = False) -> torch.Tensor:
         """Logits (B, num_classes); with ``features_only`` the penultimate features instead."""
         features = self.body(x)[0]
@@ -106,9 +120,11 @@ class KDModel(nn.Module):
         if unknown:
             hints = [h for n in unknown for h in difflib.get_close_matches(n, valid, n=1)]
             hint = f"; did you mean {' or '.join(repr(h) for h in hints)}?" if hints else ""
+            shown = valid if len(valid) <= 20 else [*valid[:16], f"… ({len(valid)} in all)"]
             raise KeyError(
-                f"no intermediate {', '.join(repr(n) for n in unknown)} in {self.spec.arch}; "
-                f"valid names: {', '.join(valid)}{hint}"
+                f"no intermediate {', '.join(repr(n) for n in unknown)} in {self.label()}; "
+                f"valid names: {', '.join(shown)}{', penultimate, logits' * (len(valid) > 20)}"
+                f"{hint}"
             )
         features, _, kept = self.body(x, keep=set(names))
         kept["penultimate"] = features
@@ -286,16 +302,30 @@ _BUILDERS: dict[str, type[KDModel]] = {
 _SPEC: TypeAdapter[Any] = TypeAdapter(ModelSpec)
 
 
-def build_model(spec: ModelSpec | Mapping[str, Any], *, seed: int | None = None) -> KDModel:
+def _build(spec: AnyModelSpec, pretrained: bool) -> KDModel:
+    if isinstance(spec, SourceModelSpec):
+        from components.models.external import build_source_model
+
+        return build_source_model(spec, pretrained=pretrained)
+    return _BUILDERS[spec.arch](spec)
+
+
+def build_model(
+    spec: ModelSpec | Mapping[str, Any], *, seed: int | None = None, pretrained: bool = False
+) -> KDModel:
     """Build the network a spec (or its JSON dict) describes, on the CPU, in training mode.
 
     The spec is validated again (``model_copy(update=...)`` skips validation). With a
     ``seed`` the weights depend on it alone and the global RNG is left untouched; without one
-    they come from the global RNG.
+    they come from the global RNG. A model source (torchvision, timm, python) gets its
+    pretrained ``weights`` only with ``pretrained=True`` (the training loop's first build, or
+    `import_model`): a rebuild from a checkpoint loads the checkpoint's weights instead and
+    must not need the original file.
 
     Raises:
-        ValueError: ``num_classes`` or ``input_shape`` is still unset, or the spec is invalid
-            (a pydantic ``ValidationError``, which is a ``ValueError``).
+        ValueError: ``num_classes`` or ``input_shape`` is still unset, the spec is invalid
+            (a pydantic ``ValidationError``, which is a ``ValueError``), or a model source
+            cannot build (`components.models.sources.SourceError`, `WeightsError`).
     """
     data = spec if isinstance(spec, Mapping) else spec.model_dump()
     missing = [name for name in ("num_classes", "input_shape") if data.get(name) is None]
@@ -307,7 +337,7 @@ def build_model(spec: ModelSpec | Mapping[str, Any], *, seed: int | None = None)
         )
     checked = _SPEC.validate_python(data)
     if seed is None:
-        return _BUILDERS[checked.arch](checked)
+        return _build(checked, pretrained)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _BUILDERS[checked.arch](checked)
+        return _build(checked, pretrained)

@@ -227,17 +227,13 @@ def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) 
 
 
 def _start(spec: LoopSpec, session: Session) -> _Run:
-    """The student (built, or loaded from ``spec.init``), the objective's module around it on
-    the worker's device, its optimiser and schedule, and DeepSpeed's engine when asked."""
-    from components.artifacts.checkpoints import load_model
-    from components.models.zoo import build_model
+    """The student (`initial_model`: built, pretrained, or ``spec.init``'s weights), the
+    objective's module around it on the worker's device, its optimiser and schedule, and
+    DeepSpeed's engine when asked."""
+    from components.artifacts.checkpoints import initial_model
 
     cfg = spec.training
-    if spec.init is not None:
-        student, _ = load_model(spec.store, spec.init)
-        student.train()
-    else:
-        student = build_model(spec.model, seed=cfg.seed)
+    student = initial_model(spec.model, spec.store, spec.init, seed=cfg.seed)
     total_steps = cfg.epochs * spec.steps_per_epoch
     module = spec.objective.build(student, total_steps, spec.store).to(session.device)
     optimizer = make_optimizer([p for p in module.parameters() if p.requires_grad], cfg)

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from components.models.checks import ModelSpecSteps
 from orchestrator import Component
 from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
@@ -38,10 +39,11 @@ InputsT = TypeVar("InputsT", bound=BaseModel)
 OutputsT = TypeVar("OutputsT", bound=BaseModel)
 
 
-class TrainingComponent(Component[SettingsT, InputsT, OutputsT]):
+class TrainingComponent(ModelSpecSteps, Component[SettingsT, InputsT, OutputsT]):
     """A component that trains with `TrainingSettings` (`train`, `distill`): it trains in its
     own task with one worker, else drives Ray Train workers, and resumes from its own
-    checkpoints, so a task whose process died may be retried (``scaling.max_failures``)."""
+    checkpoints, so a task whose process died may be retried (``scaling.max_failures``). The
+    model specs of its config are checked and keyed by `ModelSpecSteps`."""
 
     @classmethod
     def task_resources(cls, config: SettingsT) -> Resources:

@@ -4,7 +4,8 @@ A component's fingerprint maps every source file of ours that it runs to a hash 
 *normalised* code: the module is parsed, docstrings and ``description=`` texts are dropped, and
 the tree is printed back (`ast.unparse`), so comments, docstrings, help texts and formatting do
 not count while any change to what the code does does. "Ours" is the packages ``components`` and
-``schemas`` plus the component's own top-level package (a plugin's); the files are the
+``schemas`` plus the component's own top-level package (a plugin's, or a top-level single-file
+module: a user's model factory, `components.models.identity`); the files are the
 component's module and, transitively, every module of ours it imports — at module level or
 inside functions, found by reading the source (nothing is imported, so fingerprinting needs no
 torch). A module that lists its own package with ``pkgutil.iter_modules`` (a registry that
@@ -72,12 +73,17 @@ class _Module:
 
 
 def _package_root(top: str) -> Path | None:
-    """The folder of a top-level package, found without importing it."""
+    """The folder of a top-level package, or the file of a top-level single-file module (a
+    user's ``my_models.py``), found without importing it."""
     module = sys.modules.get(top)
     spec = module.__spec__ if module is not None else importlib.util.find_spec(top)
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None:
         return None
-    return Path(next(iter(spec.submodule_search_locations)))
+    if spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    if spec.origin and spec.origin.endswith(".py"):
+        return Path(spec.origin)
+    return None
 
 
 def _locate(name: str, roots: dict[str, Path | None]) -> _Module | None:
@@ -87,6 +93,8 @@ def _locate(name: str, roots: dict[str, Path | None]) -> _Module | None:
     root = roots[parts[0]]
     if root is None:
         return None
+    if root.is_file():  # a single-file module has no submodules
+        return _Module(name, root, False) if len(parts) == 1 else None
     base = root.joinpath(*parts[1:])
     if (base / "__init__.py").is_file():
         return _Module(name, base / "__init__.py", True)
@@ -160,7 +168,8 @@ def code_fingerprint(module_name: str) -> dict[str, str]:
         package = module.name.split(".")[0]
         root = roots[package]
         assert root is not None
-        code[f"{package}/{module.file.relative_to(root).as_posix()}"] = digest
+        where = root.name if root.is_file() else f"{package}/{module.file.relative_to(root)}"
+        code[Path(where).as_posix()] = digest
         names = {_absolute(n, module) for n in imports}
         # Importing a.b.c runs a/__init__.py and a/b/__init__.py too.
         for name in list(names):

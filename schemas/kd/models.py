@@ -1,4 +1,13 @@
-"""Model specs: typed descriptions of the zoo's architectures, rebuildable from JSON alone.
+"""Model specs: typed descriptions of networks, rebuildable from JSON alone.
+
+Two families, told apart by ``arch``:
+
+- the zoo (``mlp``, ``mnist_cnn``, ``resnet_cifar``): kdorch's own architectures, each knob a
+  field;
+- model sources (``torchvision``, ``timm``, ``python``): any network a builder makes (a
+  torchvision builder by name, ``timm.create_model``, or the user's own factory function), with
+  optional pretrained ``weights`` from a state-dict file, a ``head`` to replace and the
+  ``features`` to read by module name (docs/own_models.md).
 
 A spec is a value: ``components.models.zoo.build_model(spec)`` turns it into a network, and a
 checkpoint stores it as ``model.json`` next to the weights. ``num_classes`` and ``input_shape``
@@ -13,11 +22,13 @@ one-channel ``sqrt(D) x sqrt(D)`` image (a flattened MNIST digit, for example).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, RootModel, field_validator
+from pydantic import ConfigDict, Field, RootModel, field_validator, model_validator
 
 from schemas.base import Model
+from schemas.engine.storage import StorageOptions
 
 
 class _Common(Model):
@@ -148,11 +159,154 @@ class ResNetSpec(_ImageSpec):
         return value
 
 
-AnyModelSpec = MLPSpec | MnistCNNSpec | ResNetSpec
+class HeadSpec(Model):
+    """The classifier to replace after the pretrained weights are loaded."""
+
+    replace: str = Field(
+        description="Module path of the final nn.Linear (e.g. fc, classifier.3, head): it "
+        "becomes a new nn.Linear(in_features, num_classes), so a 1000-class checkpoint can be "
+        "fine-tuned to the dataset's classes."
+    )
+
+
+class FeatureSpec(Model):
+    """Which modules' outputs are the penultimate features and the feature map."""
+
+    penultimate: str | None = Field(
+        None,
+        description="Module whose output (flattened) is the penultimate embedding; it must be "
+        "what the classifier reads (same width). Default: the classifier's input.",
+    )
+    map: str | None = Field(
+        None,
+        description="Module whose output is the feature map (FitNets hints, DisWOT). Default: "
+        "the last module before the classifier with a 4-D output that is not a pooling layer; "
+        "none (a ViT): the penultimate features.",
+    )
+
+
+_NO_DOWNLOAD = ("weights", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay")
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+class _SourceSpec(_Common):
+    """What every model source has beside its builder: kwargs, weights, head, features."""
+
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the builder (JSON values)."
+    )
+    weights: str | None = Field(
+        None,
+        description="Pretrained weights: a state-dict file (.pt/.pth/.bin/.ckpt or .safetensors), "
+        "a local path or s3://...; read as data only (never as code), loaded strictly.",
+    )
+    weights_key: str | None = Field(
+        None,
+        description="The entry of a checkpoint dict that holds the state dict (e.g. "
+        "state_dict, model); dots go deeper (a.b).",
+    )
+    storage_options: StorageOptions = Field(
+        default_factory=StorageOptions, description="How to reach `weights` (s3 endpoint...)."
+    )
+    head: HeadSpec | None = Field(
+        None, description="Replace the classifier after loading the weights: {replace: fc}."
+    )
+    features: FeatureSpec = Field(
+        default_factory=FeatureSpec,
+        description="Modules read as penultimate features and feature map (defaults found "
+        "from one forward pass).",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_file(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().endswith(_WEIGHT_SUFFIXES):
+            raise ValueError(
+                f"must be a state-dict file ending in {', '.join(_WEIGHT_SUFFIXES)}, got {value!r}"
+            )
+        return value
+
+    @field_validator("weights_key")
+    @classmethod
+    def _entry_name(cls, value: str | None) -> str | None:
+        if value is not None and not all(value.split(".")):
+            raise ValueError(f"must name an entry, e.g. state_dict or a.b, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _key_needs_weights(self) -> _SourceSpec:
+        if self.weights_key is not None and self.weights is None:
+            raise ValueError("weights_key names an entry of the weights file: set `weights` too")
+        return self
+
+
+class _NamedSpec(_SourceSpec):
+    """A source that builds a named architecture of a library (torchvision, timm)."""
+
+    name: str = Field(description="The architecture's name in the library.")
+
+    @field_validator("kwargs")
+    @classmethod
+    def _no_downloads(cls, value: dict[str, Any]) -> dict[str, Any]:
+        downloads = sorted(set(value) & set(_NO_DOWNLOAD))
+        if not downloads:
+            return value
+        raise ValueError(
+            f"{', '.join(downloads)} would download weights; give a local or s3:// state-dict "
+            "file in the spec's `weights` instead"
+        )
+
+
+class TorchvisionSpec(_NamedSpec):
+    """Any classification builder of ``torchvision.models`` by name (``resnet18``,
+    ``mobilenet_v3_small``, ``efficientnet_b0``, ``vit_b_16``...), with its keyword arguments;
+    ``num_classes`` is passed to the builder unless a head is replaced."""
+
+    arch: Literal["torchvision"] = Field(
+        "torchvision", description="Model source: a torchvision builder."
+    )
+
+
+class TimmSpec(_NamedSpec):
+    """``timm.create_model(name, pretrained=False, num_classes=..., **kwargs)``."""
+
+    arch: Literal["timm"] = Field("timm", description="Model source: timm.create_model.")
+
+
+class PythonSpec(_SourceSpec):
+    """The user's own architecture: ``factory(**kwargs)`` returns an ``nn.Module``. The
+    factory's module (and the modules of its package it imports) is part of the cache key of
+    every step that builds it, like kdorch's own code."""
+
+    arch: Literal["python"] = Field("python", description="Model source: a Python factory.")
+    factory: str = Field(
+        description="Import path 'package.module:function' of a function (or class) that "
+        "returns a torch.nn.Module; it gets num_classes when its signature takes it."
+    )
+
+    @field_validator("factory")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        if not _FACTORY.match(value):
+            raise ValueError(
+                f"must be an import path 'package.module:function', got {value!r} (e.g. "
+                "my_models.nets:small_cnn)"
+            )
+        return value
+
+
+ZooModelSpec = MLPSpec | MnistCNNSpec | ResNetSpec
+"""The zoo's spec classes (kdorch's own architectures, with layer plans)."""
+
+SourceModelSpec = TorchvisionSpec | TimmSpec | PythonSpec
+"""The model sources' spec classes (networks built by torchvision, timm or the user)."""
+
+AnyModelSpec = ZooModelSpec | SourceModelSpec
 """Plain union of the spec classes (for isinstance checks and type hints)."""
 
 ModelSpec = Annotated[AnyModelSpec, Field(discriminator="arch")]
-"""Any zoo model spec, told apart by ``arch`` (use in fields and ``TypeAdapter``)."""
+"""Any model spec, told apart by ``arch`` (use in fields and ``TypeAdapter``)."""
 
 
 class ModelSpecValue(RootModel[ModelSpec]):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.storage.fingerprint import code_fingerprint, packages_for
+from tests.support.edits import rewrite
 
 LIB = '''
 """A library module."""
@@ -50,14 +50,6 @@ def package(tmp_path: Path) -> Iterator[Path]:
         yield root
     finally:
         sys.path.remove(str(tmp_path))
-
-
-def rewrite(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-    stat = path.stat()  # a new mtime even within the same clock tick
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
 
 
 def test_the_closure_follows_imports_including_local_ones(package: Path) -> None:
@@ -126,3 +118,17 @@ def test_kdorch_components_see_their_own_libraries_only() -> None:
 def test_package_versions() -> None:
     assert set(packages_for("components.training.distill")) == {"torch", "ray"}
     assert "kdorch" in packages_for("someone_elses.component")
+
+
+def test_a_single_file_module_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's ``my_models.py`` (a model factory beside the pipeline) is fingerprinted too."""
+    module = tmp_path / "my_models.py"
+    module.write_text("def net():\n    return 1  # one\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = code_fingerprint("my_models")
+    assert list(first) == ["my_models.py"]
+    rewrite(module, "# one", "# a comment")
+    assert code_fingerprint("my_models") == first
+    rewrite(module, "return 1", "return 2")
+    assert code_fingerprint("my_models") != first
+    assert code_fingerprint("my_models.sub") == {}  # a file has no submodules
