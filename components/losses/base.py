@@ -4,7 +4,10 @@ Conventions shared by all terms:
 - Everything is computed in float32: logits and features are cast inside (teacher outputs often
   arrive as float16 from a cache). Log-probabilities always come from ``log_softmax`` (or a
   logsumexp), never from ``log(softmax)``.
-- Reductions: sums over classes (or bins), mean over the batch ("batchmean").
+- Reductions: sums over classes (or bins), mean over the batch ("batchmean"). A row is a sample
+  or, for a language model, one token (`components.losses.tokens.token_rows` flattens
+  (B, T, ...) sequences into rows); terms that say so take ``KDBatch.row_weights`` and average
+  sum_i w_i l_i / sum_i w_i instead (0 for padding), the others refuse a batch that has them.
 - ``LossOutput.total`` is already multiplied by the term's ``weight``; ``LossOutput.parts`` are
   the term's *unweighted* components (before ``weight`` and before the fusion ratio alpha), for
   logging.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -30,14 +33,16 @@ class KDBatch:
     """One batch as the losses see it. Teacher tensors may stack M teachers on a leading dim."""
 
     student_logits: Tensor  # (B, K)
-    labels: Tensor | None = None  # (B,) int64
+    labels: Tensor | None = None  # (B,) int64 (a language model's: the next token of each row)
     teacher_logits: Tensor | None = None  # (B, K) one teacher, or (M, B, K) several
     teacher_topk_indices: Tensor | None = None  # (B, k) int64, from a top-k logit cache
-    teacher_topk_values: Tensor | None = None  # (B, k): the teacher's logits at those indices
+    # (B, k): the teacher's logits at those indices, or its log-probabilities (any per-row shift)
+    teacher_topk_values: Tensor | None = None
     teacher_rest_mass: Tensor | None = None  # (B,): 1 - sum of softmax(z_t) (T=1) over the top-k
     student_features: Tensor | None = None  # (B, Ds) penultimate embedding
     teacher_features: Tensor | None = None  # (B, Dt) or (M, B, Dt)
     teacher_weights: Tensor | None = None  # (M,) fusion weights of several teachers, sum 1
+    row_weights: Tensor | None = None  # (B,) weight of each row in the mean (0: not counted)
     epoch: float = 0.0  # fractional epoch, for warm-ups
     step: int = 0
 
@@ -83,6 +88,9 @@ class LossTerm(nn.Module, Generic[S]):
     buffers, so it round-trips through ``state_dict()``.
     """
 
+    weighs_rows: ClassVar[bool] = False
+    """Whether the term averages with ``KDBatch.row_weights`` (else it refuses them)."""
+
     def __init__(self, spec: S) -> None:
         super().__init__()
         self.spec = spec
@@ -100,10 +108,28 @@ class LossTerm(nn.Module, Generic[S]):
         """The unweighted loss (scalar) and its named unweighted parts."""
         raise NotImplementedError
 
-    def forward(self, batch: KDBatch) -> LossOutput:
+    def advice(self, batch: KDBatch) -> str:
+        """What to change when ``batch`` lacks a field this term needs ("" when nothing more
+        specific than the field's name can be said): appended to the error."""
+        return ""
+
+    def lacking(self, batch: KDBatch) -> str | None:
+        """Why this term cannot read ``batch`` (a field it needs is None, or row weights it does
+        not take), with what to change; None when it can."""
         missing = batch.missing(self.requires)
         if missing:
-            raise ValueError(f"loss '{self.name}' needs {missing}, which this batch lacks")
+            return f"loss '{self.name}' needs {missing}, which this batch lacks{self.advice(batch)}"
+        if batch.row_weights is not None and not self.weighs_rows:
+            return (
+                f"loss '{self.name}' averages over every row and does not take row_weights: "
+                "leave the masked rows out of the batch instead"
+            )
+        return None
+
+    def forward(self, batch: KDBatch) -> LossOutput:
+        why = self.lacking(batch)
+        if why is not None:
+            raise ValueError(why)
         value, parts = self.compute(batch)
         return LossOutput(self.weight * value, parts)
 
@@ -180,6 +206,19 @@ def soft_cross_entropy(target: Tensor, student_logp: Tensor) -> Tensor:
 def cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Hard-label cross-entropy in float32, mean over the batch."""
     return F.cross_entropy(logits.float(), labels.long(), label_smoothing=label_smoothing)
+
+
+def row_mean(values: Tensor, weights: Tensor | None) -> Tensor:
+    """The mean of per-row ``values`` (N,), or sum_i w_i v_i / sum_i w_i with row ``weights``
+    (rows of weight 0 are not counted). No rows, or weights that sum to 0, give 0 (still
+    attached to the graph), not NaN."""
+    if weights is None:
+        return values.sum() / max(values.numel(), 1)
+    w = weights.to(device=values.device, dtype=values.dtype)
+    if w.shape != values.shape:
+        raise ValueError(f"row_weights has shape {tuple(w.shape)}, the rows {tuple(values.shape)}")
+    weighted = torch.where(w > 0, values * w, torch.zeros_like(values))  # padding may be inf
+    return weighted.sum() / w.sum().clamp_min(torch.finfo(w.dtype).tiny)
 
 
 def with_label_fusion(

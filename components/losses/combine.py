@@ -55,7 +55,8 @@ class CombinedLoss(nn.Module):
                 for name, term in self.named_terms()
                 if term.requires & set(missing)
             }
-            raise ValueError(f"the batch lacks {missing}, needed by the losses {needs}")
+            advice = "".join(term.advice(batch) for _, term in self.named_terms())
+            raise ValueError(f"the batch lacks {missing}, needed by the losses {needs}{advice}")
         total = torch.zeros((), dtype=torch.float32, device=batch.student_logits.device)
         logged: dict[str, float] = {}
         for name, term in self.named_terms():

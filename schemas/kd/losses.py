@@ -16,7 +16,7 @@ module by itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -41,7 +41,8 @@ _LABELS = frozenset({"labels"})
 
 
 class CELoss(_Loss):
-    """Cross-entropy with the labels: CE(y, softmax(z_s)), mean over the batch."""
+    """Cross-entropy with the labels: CE(y, softmax(z_s)), mean over the rows (for a language
+    model: the next token of each token row)."""
 
     type: Literal["ce"] = "ce"
     label_smoothing: float = Field(
@@ -105,7 +106,83 @@ class NDLoss(_Loss):
         return _FEATURES | _LABELS
 
 
-class TAIDLoss(_Loss):
+_TARGETS = (
+    "Teacher targets the term reads: 'dense' (teacher_logits, the full distribution) or "
+    "'topk' (a top-k cache: teacher_topk_indices and teacher_topk_values, logits or "
+    "log-probabilities of the kept ids)."
+)
+_MISSING = (
+    "With targets 'topk', the rule for the teacher's mass outside the top-k: 'zero' (none: "
+    "the teacher renormalised over its top-k, DistillKit's default) or 'symmetric_uniform' "
+    "(the rest mass of teacher and student each spread uniformly over the ids not kept; "
+    "needs teacher_rest_mass). Not read with targets 'dense'."
+)
+_TOKEN_TEMPERATURE = (
+    "Softmax temperature T (> 0) of teacher and student; the divergence is scaled by T^2."
+)
+
+
+class _TokenLoss(_Loss):
+    """A loss per row (a token of a language model's sequence, or a sample), averaged over the
+    rows, against dense teacher logits or a top-k cache with a rule for the mass outside it."""
+
+    targets: Literal["dense", "topk"] = Field("dense", description=_TARGETS)
+    missing: Literal["zero", "symmetric_uniform"] = Field("zero", description=_MISSING)
+
+    def requires(self) -> frozenset[str]:
+        if self.targets == "dense":
+            return _LOGITS
+        rest = {"teacher_rest_mass"} if self.missing == "symmetric_uniform" else set()
+        return _TOPK | rest
+
+
+class _DivergenceLoss(_TokenLoss):
+    """A token loss that compares teacher and student at a temperature T, scaled by T^2."""
+
+    temperature: float = Field(1.0, gt=0, description=_TOKEN_TEMPERATURE)
+
+
+def _share(default: float, description: str) -> Any:
+    """A mixture weight in (0, 1)."""
+    return Field(default, gt=0, lt=1, description=description)
+
+
+class ForwardKLLoss(_DivergenceLoss):
+    """Forward KL(teacher || student) per token, masked, averaged over tokens, times T^2."""
+
+    type: Literal["forward_kl"] = "forward_kl"
+
+
+class ReverseKLLoss(_DivergenceLoss):
+    """Reverse KL(student || teacher) per token, masked, averaged over tokens, times T^2."""
+
+    type: Literal["reverse_kl"] = "reverse_kl"
+
+
+class JSDLoss(_DivergenceLoss):
+    """Generalised Jensen-Shannon divergence per token with mixture beta p + (1 - beta) q."""
+
+    type: Literal["jsd"] = "jsd"
+    beta: float = _share(
+        0.5, "Teacher's share beta of the mixture m = beta p + (1 - beta) q (0.5: the JSD)."
+    )
+
+
+class SkewKLLoss(_DivergenceLoss):
+    """DistiLLM's skew KL per token: KL against a mixture skewed by alpha."""
+
+    type: Literal["skew_kl"] = "skew_kl"
+    alpha: float = _share(0.1, "Skew alpha: the share of the first distribution in the mixture.")
+    direction: Literal["forward", "reverse"] = Field(
+        "forward",
+        description=(
+            "'forward': KL(p || alpha p + (1 - alpha) q); 'reverse': "
+            "KL(q || alpha q + (1 - alpha) p) (p teacher, q student)."
+        ),
+    )
+
+
+class TAIDLoss(_TokenLoss):
     """Temporally adaptive interpolated distillation: CE against
     softmax((1 - t) stopgrad(z_s) + t z_t), with t rising adaptively from t_start to t_end."""
 
@@ -116,9 +193,6 @@ class TAIDLoss(_Loss):
     beta: float = Field(
         0.99, ge=0, lt=1, description="Momentum of the relative loss change driving t."
     )
-
-    def requires(self) -> frozenset[str]:
-        return _LOGITS
 
     @model_validator(mode="after")
     def _t_rises(self) -> TAIDLoss:
@@ -166,7 +240,19 @@ class MEALLoss(_Loss):
 
 
 AnyLossSpec = (
-    CELoss | KDLoss | DKDLoss | PLDLoss | NDLoss | TAIDLoss | TopKKLLoss | HintLoss | MEALLoss
+    CELoss
+    | KDLoss
+    | DKDLoss
+    | PLDLoss
+    | NDLoss
+    | TAIDLoss
+    | TopKKLLoss
+    | HintLoss
+    | MEALLoss
+    | ForwardKLLoss
+    | ReverseKLLoss
+    | JSDLoss
+    | SkewKLLoss
 )
 LOSS_SPECS: tuple[type[_Loss], ...] = AnyLossSpec.__args__
 

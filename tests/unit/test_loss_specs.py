@@ -65,7 +65,7 @@ def test_specs_are_frozen_values() -> None:
 
 def test_every_parameter_is_described() -> None:
     union = typing.get_args(typing.get_args(LossSpec)[0])
-    assert len(union) == 9
+    assert len(union) == 13
     for model in union:
         assert model.__doc__
         for name, field in model.model_fields.items():

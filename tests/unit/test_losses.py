@@ -319,14 +319,15 @@ def test_taid_schedule_by_hand() -> None:
     term.on_step_end(123.0)
     m = 0.01 * (l1 - l2) / l1
     delta = 5e-4 / (1 + math.exp(-m)) * (1 - 0.4)
-    expected_t = min(1.0, max(0.4 + 0.6 * 2 / 100, 0.4 + delta))
+    # the floor counts the steps before this one (the official code's global_step): 1
+    expected_t = min(1.0, max(0.4 + 0.6 * 1 / 100, 0.4 + delta))
     assert float(term.m) == pytest.approx(m, rel=1e-9)
     assert float(term.t) == pytest.approx(expected_t, rel=1e-9)
     # a loss that keeps falling fast drives t above the linear floor
     fast = TAID(TAIDLoss(alpha=0.1), total_steps=10_000)
     for loss in (1.0, 0.5, 0.25):
         fast.on_step_end(loss)  # no forward recorded: the given loss is used
-    assert float(fast.t) > 0.4 + 0.6 * 3 / 10_000
+    assert float(fast.t) > 0.4 + 0.6 * 2 / 10_000
 
 
 def test_taid_t_rises_monotonically_to_t_end_and_resumes_from_state_dict() -> None:
@@ -352,9 +353,10 @@ def test_taid_t_rises_monotonically_to_t_end_and_resumes_from_state_dict() -> No
     assert run(resumed, 20, 60) == rest  # the resumed run continues exactly
     ts += rest
     assert all(b >= a for a, b in itertools.pairwise(ts))
-    assert ts[50] == pytest.approx(0.9) and max(ts) <= 0.9
+    assert ts[51] == pytest.approx(0.9) and max(ts) <= 0.9
+    assert ts[50] < 0.9  # the floor after step n is at (n - 1) / total_steps, as the official
     assert ts[1] == 0.2  # the first step only records the loss
-    assert all(t >= 0.2 + 0.7 * n / 50 - 1e-12 for n, t in enumerate(ts[2:50], start=2))
+    assert all(t >= 0.2 + 0.7 * (n - 1) / 50 - 1e-12 for n, t in enumerate(ts[2:51], start=2))
 
 
 # --- top-k caches ---------------------------------------------------------------------------
@@ -598,9 +600,8 @@ def test_combined_state_round_trips_projectors_and_taid() -> None:
 
 
 def test_every_term_returns_a_loss_output_with_a_scalar_total() -> None:
-    specs = [
-        {"type": t} for t in ("ce", "kd", "dkd", "pld", "nd", "taid", "topk_kl", "hint", "meal")
-    ]
+    types = "ce kd dkd pld nd taid topk_kl hint meal forward_kl reverse_kl jsd skew_kl"
+    specs = [{"type": t} for t in types.split()]
     loss = build_loss(
         specs,
         num_classes=3,
