@@ -6,7 +6,6 @@ from typing import Any
 
 from orchestrator import Component, StepContext
 from orchestrator.component import ConfigIssue
-from schemas.engine.pipeline import Resources
 from schemas.kd.components.import_model import (
     ImportModelConfig,
     ImportModelInputs,
@@ -31,7 +30,6 @@ class ImportModel(Component[ImportModelConfig, ImportModelInputs, ImportModelOut
     Config = ImportModelConfig
     Inputs = ImportModelInputs
     Outputs = ImportModelOutputs
-    default_resources = Resources(num_cpus=1)
 
     @classmethod
     def check_config(cls, config: ImportModelConfig) -> list[ConfigIssue]:

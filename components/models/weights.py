@@ -182,9 +182,16 @@ def mismatch(
     hints = []
     if unexpected and all(k.startswith("module.") for k in unexpected):
         hints.append("the file's keys start with 'module.' (saved from a DDP wrapper)")
-    if shapes:
-        first = next(k for k in expected if k in found and tuple(found[k]) != tuple(expected[k]))
-        module = first.rpartition(".")[0] or first
+    outputs = [  # shapes that differ in the first dimension only: a classifier's outputs?
+        k
+        for k in expected
+        if k in found
+        and len(found[k]) == len(expected[k]) > 0
+        and found[k][0] != expected[k][0]
+        and tuple(found[k][1:]) == tuple(expected[k][1:])
+    ]
+    if outputs:
+        module = outputs[0].rpartition(".")[0] or outputs[0]
         hints.append(
             "if that is the classifier, sized for another class count, replace it after "
             f"loading: head: {{replace: {module}}}"

@@ -179,13 +179,30 @@ def test_refusals_name_the_fix(files: Path, tmp_path: Path) -> None:
         "weights": str(files / "imagenet.safetensors"),
     }
     p.add("imagenet", "import_model", inputs={"data": data.dataset}, config={"model": imagenet})
+    good = p.add(
+        "good", "import_model", inputs={"data": data.dataset}, config={"model": teacher_spec(files)}
+    )
+    for step, model in (("both", teacher_spec(files)), ("other", {"arch": "mlp"})):
+        # fine-tuning from `init`: with weights of its own too, or another architecture
+        p.add(
+            step,
+            "train",
+            inputs={"data": data.dataset, "init": good.model},
+            config={"model": model},
+        )
     record = run(p.spec, executor="local")
     errors = {s.step_id: s.error.message for s in record.steps if s.error is not None}
     assert "gives 5 logits but the data has 10 classes" in errors["five"]
     assert "head: {replace: fc}" in errors["five"]
     assert "classifier.3.weight (file [1000, 512], model [10, 512])" in errors["imagenet"]
     assert "head: {replace: classifier.3}" in errors["imagenet"]
-    assert not any((tmp_path / "store").rglob("model.json"))  # nothing committed for either
+    assert "`weights` and the `init` input both give starting weights: keep one" in errors["both"]
+    assert "does not fit this step's mlp model: 4 missing keys: layers.0.0.bias" in errors["other"]
+    assert "14 unexpected keys: net.features.0.0.bias" in errors["other"]
+    assert "classifier.weight (file [10, 32], model [10, 128])" in errors["other"]
+    assert "head:" not in errors["other"]  # not a class count: no head to suggest
+    committed = sorted(path.parent.parent.name for path in (tmp_path / "store").rglob("model.json"))
+    assert len(committed) == 1  # the good import only: nothing of the refused steps
 
 
 FACTORY = """

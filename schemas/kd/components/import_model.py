@@ -35,11 +35,7 @@ class ImportModelConfig(Model):
 
 
 class ImportModelInputs(BaseModel):
-    data: Dataset | None = Field(
-        None,
-        description="Fills num_classes/input_shape; a model whose output width differs from "
-        "its class count is refused.",
-    )
+    data: Dataset | None = Field(None, description="Fills and checks num_classes/input_shape.")
 
 
 class ImportModelOutputs(BaseModel):
