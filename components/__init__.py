@@ -15,4 +15,7 @@ BUILTIN: dict[str, str] = {
     "student_search": "components.search.student_search:StudentSearch",
     "aggregator": "components.metadmoe.aggregator:AggregatorComponent",
     "meta_distill": "components.metadmoe.meta_distill:MetaDistill",
+    "corpus": "components.text.corpus:CorpusComponent",
+    "tokenizer": "components.text.tokenizer:TokenizerComponent",
+    "pack_tokens": "components.text.pack_tokens:PackTokens",
 }
