@@ -175,6 +175,11 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
     }
     with sigterm_interrupts(), routine_raylet_messages_dropped(quiet):
         if target:
+            log.info(
+                "connecting to the Ray cluster at %s (waiting up to %g s)",
+                target,
+                settings.connect_timeout_s,
+            )
             wait_for_gcs(target, settings.connect_timeout_s)
             context = ray.init(address=target, **common)
             embedded = False

@@ -67,7 +67,19 @@ def test_a_server_that_is_not_ray_is_named_at_once(tmp_path: Path, web_server: i
 
 def test_sigterm_stops_the_wait_at_once(tmp_path: Path) -> None:
     proc = kdorch_run(tmp_path, "--address", "127.0.0.1:1", "--set", "ray.connect_timeout_s=120")
-    time.sleep(3)  # importing and compiling done: waiting for the cluster
+    assert proc.stderr is not None
+    # Imports and compiling take a while on a busy machine: wait for the line that says the
+    # wait for the cluster has begun (SIGTERM is ours from then on), with a deadline.
+    waiting = threading.Event()
+
+    def watch() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            if "connecting to the Ray cluster at 127.0.0.1:1" in line:
+                waiting.set()
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert waiting.wait(timeout=120), "kdorch never started waiting for the cluster"
     assert proc.poll() is None
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
