@@ -11,10 +11,12 @@ at N = 50, 200 and 1,000 steps, under both executors: ``local`` (in this process
 ``ray`` (each step a Ray task, on an embedded local Ray this script starts once and keeps up,
 so Ray's own start-up is left out). Every ``toy_scale`` step logs one progress line
 (`StepContext.log`); on Ray the same runs again (interleaved) with the progress channel off
-(``ray no-progress``: the steps' lines go to the worker's log only), which is what carrying
-lines to the driver costs. The figure is the run's wall time divided by N — everything
-a step costs: compile, cache look-up, dispatch, the component's artifact write, sealing
-(hash + manifest), commit, index, events and the run record. Flat means the cost per step does
+(``ray no-progress``: the steps' lines go to the worker's log only: what carrying lines to the
+driver costs) and as lines were carried before issue 21 (``ray per-line``: an actor call per
+line, the sink's handle in every task, a drain after every finished step). The figure is the
+run's wall time divided by N — everything a step costs: compile, cache look-up, dispatch, the
+component's artifact write, sealing (hash + manifest), commit, index, events and the run
+record. Flat means the cost per step does
 not grow with N. Also: the sum of the steps' recorded ``seconds`` (their own time, which should
 never exceed the wall time: recorded clocks start in the worker, not at submit).
 
@@ -29,8 +31,9 @@ Then validate and plan (no Ray) of a matrix of 100 / 1,000 / 10,000 steps (the p
 Goals: <= 10 ms per step on an embedded Ray, <= 2 ms in-process, flat from 50 to 1,000;
 validate/plan linear.
 
-Run from the repository root: ``python benchmarks/orchestration.py`` (~5 minutes on 2 busy
-cores); ``--smoke``: N = 20 and 50, one repeat, no Ray (seconds).
+Run from the repository root: ``python benchmarks/orchestration.py`` (~10 minutes on 2 busy
+cores; ``--executor ray --shape chain --repeats 3``: ~3 minutes); ``--smoke``: N = 20 and 50,
+one repeat, no Ray (seconds).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -83,27 +87,52 @@ def one_run(path: Path, executor: str, where: str | None = None) -> tuple[float,
     return wall, cpu, own, len(record.steps)
 
 
-@contextlib.contextmanager
-def progress_off() -> Iterator[None]:
-    """What-if: the Ray backend gives steps no progress channel (lines reach no console)."""
-    from orchestrator.execution.ray_backend import RayBackend
+class PerLine:
+    """A step's progress report as it was before issue 21: one actor call per line, the
+    sink's handle in every task, a sink started for each run (the ``ray per-line`` what-if)."""
 
-    def no_channel(self: RayBackend, report: object) -> None:
+    def __init__(self, sink: Any):
+        self.sink = sink
+
+    def __call__(self, step_id: str, message: str) -> None:
+        self.sink.push.remote("", step_id, [message])
+
+
+@contextlib.contextmanager
+def progress_channel(how: str) -> Iterator[None]:
+    """What-ifs of the Ray backend's progress channel: ``off`` (steps get none: their lines
+    reach the worker's log only) or ``per-line`` (as before issue 21: a line is an actor call,
+    and the driver drains the sink after every finished step)."""
+    from orchestrator.execution import ray_backend
+    from orchestrator.execution.progress import sink_class
+
+    backend = ray_backend.RayBackend
+
+    def off(self: ray_backend.RayBackend, report: object) -> None:
         return None
 
-    real = RayBackend.progress_channel
-    RayBackend.progress_channel = no_channel  # type: ignore[method-assign,assignment]
+    def per_line(self: ray_backend.RayBackend, report: Any) -> PerLine:
+        self._report, self._sink, self._channel = report, sink_class().remote(), ""
+        return PerLine(self._sink)
+
+    real, poll = backend.progress_channel, ray_backend.PROGRESS_POLL_S
+    channel = off if how == "off" else per_line
+    backend.progress_channel = channel  # type: ignore[method-assign,assignment]
+    ray_backend.PROGRESS_POLL_S = poll if how == "off" else 0.0  # a drain after every wait
     try:
         yield
     finally:
-        RayBackend.progress_channel = real  # type: ignore[method-assign]
+        backend.progress_channel = real  # type: ignore[method-assign]
+        ray_backend.PROGRESS_POLL_S = poll
 
 
 def what_if(variant: str) -> contextlib.AbstractContextManager[None]:
     if "no-fsync" in variant:
         return fsync_disabled()
     if "no-progress" in variant:
-        return progress_off()
+        return progress_channel("off")
+    if "per-line" in variant:
+        return progress_channel("per-line")
     return contextlib.nullcontext()
 
 
@@ -143,7 +172,7 @@ def measure_runs(
                 runs = samples[(variant, shape, n)]
                 r = {k: median([x[i] for x in runs]) for i, k in enumerate(("wall", "cpu", "own"))}
                 print(
-                    f"   {variant:<14} {shape:<8} {n:>5} steps: run {r['wall']:7.2f} s "
+                    f"   {variant:<16} {shape:<8} {n:>5} steps: run {r['wall']:7.2f} s "
                     f"({1000 * r['wall'] / n:6.2f} ms/step; driver CPU "
                     f"{1000 * r['cpu'] / n:6.2f} ms/step), steps' own seconds "
                     f"{r['own']:6.2f} s  ({load()})",
@@ -191,7 +220,7 @@ def report(
 ) -> None:
     goals = {"local": 2.0, "ray": 10.0}
     print(f"\nper step (ms) = run wall time / steps, median of {repeats}; {load()}")
-    print(f"{'executor':<15}{'shape':<9}" + "".join(f"{n:>9}" for n in sizes) + "   goal")
+    print(f"{'executor':<17}{'shape':<9}" + "".join(f"{n:>9}" for n in sizes) + "   goal")
     for executor in dict.fromkeys(k[0] for k in runs):
         goal = goals[executor.split()[0]]
         for shape in SHAPES:
@@ -199,7 +228,7 @@ def report(
             worst = max(per)
             flat = per[-1] <= 1.5 * per[0]
             print(
-                f"{executor:<15}{shape:<9}"
+                f"{executor:<17}{shape:<9}"
                 + "".join(f"{v:>9.2f}" for v in per)
                 + f"   <= {goal:g} ms: {verdict(worst <= goal)}; "
                 f"flat (last <= 1.5x first): {verdict(flat)}"
@@ -208,7 +237,7 @@ def report(
     for executor in dict.fromkeys(k[0] for k in runs):
         for shape in SHAPES:
             per = [1000 * runs[(executor, shape, n)]["cpu"] / n for n in sizes]
-            print(f"{executor:<15}{shape:<9}" + "".join(f"{v:>9.2f}" for v in per))
+            print(f"{executor:<17}{shape:<9}" + "".join(f"{v:>9.2f}" for v in per))
     # A step's recorded seconds are its own time: in-process (one step at a time) they add up
     # to less than the run; on Ray steps overlap, but none can take longer than the run.
     own_ok = all(
@@ -235,7 +264,10 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="N = 20, 50; local only; 1 repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--executor", choices=["local", "ray", "both"], default="both")
+    parser.add_argument("--shape", choices=[*SHAPES, "both"], default="both")
     args = parser.parse_args()
+    for shape in [s for s in SHAPES if args.shape not in (s, "both")]:
+        del SHAPES[shape]  # measured and reported: the shapes asked for
     os.chdir(ROOT)
     os.environ.update(BENCH_ENV)
     os.environ["KDORCH_PLUGINS"] = PLUGINS
@@ -259,7 +291,8 @@ def main() -> None:
             runs.update(measure_runs(folder, variants, sizes, repeats))
         if "ray" in executors:
             with ray_up(num_cpus=4, plugins=PLUGINS):
-                runs.update(measure_runs(folder, ["ray", "ray no-progress"], sizes, repeats))
+                variants = ["ray", "ray no-progress", "ray per-line"]
+                runs.update(measure_runs(folder, variants, sizes, repeats))
         compiled = measure_compile(folder, compile_sizes, repeats)
     report(runs, compiled, sizes, repeats)
 

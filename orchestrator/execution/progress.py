@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -165,17 +166,45 @@ def sink_class() -> Any:
 
     @ray.remote(num_cpus=0, max_restarts=0)
     class ProgressSink:
+        """Lines of running steps, per channel (one channel per run), until a driver drains
+        them."""
+
         def __init__(self) -> None:
-            self.lines: list[tuple[str, str]] = []
+            self.lines: dict[str, list[tuple[str, str]]] = {}
 
-        def push(self, step_id: str, lines: list[str]) -> None:
-            self.lines.extend((step_id, line) for line in lines)
+        def push(self, channel: str, step_id: str, lines: list[str]) -> None:
+            self.lines.setdefault(channel, []).extend((step_id, line) for line in lines)
 
-        def drain(self) -> list[tuple[str, str]]:
-            lines, self.lines = self.lines, []
-            return lines
+        def drain(self, channel: str) -> list[tuple[str, str]]:
+            return self.lines.pop(channel, [])
 
     return ProgressSink
+
+
+#: This driver's sink: (Ray job id, actor handle, name, namespace).
+_driver_sink: tuple[str, Any, str, str] | None = None
+
+
+def shared_sink() -> tuple[Any, str, str]:
+    """The `ProgressSink` of this driver's Ray session, started on first use and shared by its
+    runs (each drains its own channel): an actor is a worker process, whose start costs a run
+    of small steps about half a second of CPU. Returns (handle, name, namespace)."""
+    global _driver_sink
+    import ray
+
+    context = ray.get_runtime_context()
+    job = context.get_job_id()
+    if _driver_sink is None or _driver_sink[0] != job:  # none yet, or another Ray session's
+        name, namespace = f"kdorch-progress-{uuid.uuid4().hex}", context.namespace
+        handle = sink_class().options(name=name, namespace=namespace).remote()
+        _driver_sink = (job, handle, name, namespace)
+    return _driver_sink[1:]
+
+
+def forget_sink() -> None:
+    """Start a new sink next time (this one did not answer)."""
+    global _driver_sink
+    _driver_sink = None
 
 
 #: Sink handles looked up in this worker process, by actor name.
@@ -193,26 +222,28 @@ def _sink(name: str, namespace: str | None) -> Any:
 
 class ToSink:
     """A picklable `Report` for steps in Ray tasks: buffers each step's lines (`LineBuffer`) and
-    sends them to the `ProgressSink` actor named ``name``; it never waits or fails a step.
+    sends them to ``channel`` of the `ProgressSink` actor named ``name``; it never waits or
+    fails a step.
 
     It carries the sink's name, not its handle: an actor handle in every task's arguments costs
     each step a registration, and most steps end before they have anything to send."""
 
-    def __init__(self, name: str, namespace: str | None):
+    def __init__(self, name: str, namespace: str | None, channel: str):
         self.name = name
         self.namespace = namespace
+        self.channel = channel
         self._buffers: dict[str, LineBuffer] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"name": self.name, "namespace": self.namespace}
+        return {"name": self.name, "namespace": self.namespace, "channel": self.channel}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.name, self.namespace = state["name"], state["namespace"]
+        self.__dict__.update(state)
         self._buffers = {}  # each unpickled copy (one per task) buffers its own step's lines
 
     def _send(self, step_id: str, lines: list[str]) -> Any:
         try:
-            return _sink(self.name, self.namespace).push.remote(step_id, lines)
+            return _sink(self.name, self.namespace).push.remote(self.channel, step_id, lines)
         except Exception:  # progress is informative: never fail a step for it
             log.debug("%d progress lines of %s dropped", len(lines), step_id, exc_info=True)
             return None

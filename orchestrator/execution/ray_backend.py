@@ -18,7 +18,14 @@ from ray.exceptions import RayTaskError, TaskCancelledError
 
 from orchestrator.compile.graph import Node
 from orchestrator.execution.backend import Outcome
-from orchestrator.execution.progress import Report, StepReturn, ToSink, sink_class, worker_logging
+from orchestrator.execution.progress import (
+    Report,
+    StepReturn,
+    ToSink,
+    forget_sink,
+    shared_sink,
+    worker_logging,
+)
 from orchestrator.execution.step_runner import StepTask, execute_step
 
 #: How often a waiting driver collects running steps' progress lines (at most: a step's last
@@ -64,25 +71,26 @@ class RayBackend:
         self._submitted: dict[Any, float] = {}
         self._sink: Any = None
         self._report: Report | None = None
+        self._channel = ""
         self._drained = 0.0  # when the sink was last drained (time.monotonic)
 
     def progress_channel(self, report: Report) -> Report:
-        """Where steps send progress lines (`ToSink`): a `ProgressSink` actor this backend
-        drains while it waits, handing each line to ``report``. The actor has a name of its own
-        (tasks carry the name, not a handle) in this driver's namespace."""
+        """Where steps send progress lines (`ToSink`): a channel of its own in this driver's
+        `ProgressSink` actor (`shared_sink`), which this backend drains while it waits, handing
+        each line to ``report``."""
         self._report = report
-        name = f"kdorch-progress-{uuid.uuid4().hex}"
-        namespace = ray.get_runtime_context().namespace
-        self._sink = sink_class().options(name=name, namespace=namespace).remote()
-        return ToSink(name, namespace)
+        self._sink, name, namespace = shared_sink()
+        self._channel = uuid.uuid4().hex
+        return ToSink(name, namespace, self._channel)
 
     def _drain(self) -> None:
         self._drained = time.monotonic()
         if self._sink is None or self._report is None:
             return
         try:
-            lines = ray.get(self._sink.drain.remote(), timeout=5)
+            lines = ray.get(self._sink.drain.remote(self._channel), timeout=5)
         except Exception:  # progress is informative: never fail a run for it
+            forget_sink()  # the next run starts a sink that answers
             return
         for step_id, message in lines:
             self._report(step_id, message)

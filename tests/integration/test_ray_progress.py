@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import Pipeline, run
-from orchestrator.execution.progress import FLUSH_S, MAX_LINES_PER_FLUSH
+from orchestrator.execution.progress import FLUSH_S, MAX_LINES_PER_FLUSH, ToSink
 from schemas.engine.run import Event, EventKind
 
 pytestmark = pytest.mark.ray
@@ -77,3 +77,22 @@ def test_a_flood_is_capped_and_keeps_its_last_lines(ray_cluster: str, tmp_path: 
     assert kept == sorted(kept, key=lambda line: int(line.split()[1].split("/")[0]))
     left_out = [int(re.match(r"\.\.\. (\d+) lines? left out", x)[1]) for x in got if x not in kept]  # type: ignore[index]
     assert sum(left_out) + len(kept) == n  # every line shown or counted
+
+
+def test_runs_share_one_sink_and_each_drains_its_own_lines(ray_cluster: str) -> None:
+    import ray
+
+    from orchestrator.execution.ray_backend import RayBackend
+
+    first, second = RayBackend(), RayBackend()
+    got: dict[str, list[tuple[str, str]]] = {"first": [], "second": []}
+    a = first.progress_channel(lambda step, line: got["first"].append((step, line)))
+    b = second.progress_channel(lambda step, line: got["second"].append((step, line)))
+    assert isinstance(a, ToSink) and isinstance(b, ToSink)
+    assert a.name == b.name and a.channel != b.channel  # one actor, a channel per run
+    sink = ray.get_actor(a.name, namespace=a.namespace)
+    ray.get([sink.push.remote(a.channel, "s", ["from the first"])])
+    ray.get([sink.push.remote(b.channel, "s", ["from the second"])])
+    second._drain()
+    first._drain()
+    assert got == {"first": [("s", "from the first")], "second": [("s", "from the second")]}

@@ -110,11 +110,12 @@ def test_the_flusher_sends_a_running_steps_lines_on_its_own() -> None:
 
 
 def test_a_sink_report_travels_as_its_name_with_no_lines() -> None:
-    report = ToSink("kdorch-progress-x", "ns")
+    report = ToSink("kdorch-progress-x", "ns", "run-1")
     report._buffers["s"] = LineBuffer("s", Sent())
     report._buffers["s"].add("kept here")
     copy = pickle.loads(pickle.dumps(report))
-    assert (copy.name, copy.namespace, copy._buffers) == ("kdorch-progress-x", "ns", {})
+    assert (copy.name, copy.namespace, copy.channel) == ("kdorch-progress-x", "ns", "run-1")
+    assert copy._buffers == {}
     finished = copy.finish("s", result=42)  # a step that logged nothing in this copy
     assert (finished.result, finished.lines, finished.sent) == (42, [], 0)
 
