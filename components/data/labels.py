@@ -3,6 +3,8 @@
 - A float column is refused as a label unless the user says its values are classes
   (``label_kind: categorical``): a float label is usually a regression target, and reading one
   as classes gives as many classes as distinct values (hundreds) and broken splits.
+- Integer labels are class indices 0..K-1: integers that leave indices unused ({0, 1, 1000})
+  are codes, refused with the fix (``label_kind: categorical``).
 - A label with fewer than `MIN_ROWS_PER_CLASS` rows per class on average is refused: the
   classes are too many for the rows to learn or to score.
 - Every split must hold every class (a class missing from the training split cannot be
@@ -86,7 +88,28 @@ def encode_labels(
             "labels are class indices 0..K-1. Set `label_kind: categorical` to make each "
             "distinct value a class"
         )
+    distinct = np.unique(values)
+    if len(distinct) < high + 1:
+        _refuse_codes(distinct, len(values), column=column, source=source)
     return values.astype(np.int64), [str(c) for c in range(high + 1)]
+
+
+def _refuse_codes(distinct: np.ndarray, rows: int, *, column: str, source: str) -> None:
+    """Integers that leave class indices unused are codes, not indices: {0, 1, 1000} would be
+    1,001 classes, 998 of them without a row (a wide head, accuracy and CE on classes that
+    cannot occur). Refused, with the fix; a label with too many values for its rows gets the
+    class-count message (it is more likely not a class column at all)."""
+    check_class_count(len(distinct), rows, source=source, column=column)
+    high = int(distinct[-1])
+    shown = ", ".join(str(int(v)) for v in distinct[:_SHOWN])
+    shown += f" ... {high}" if len(distinct) > _SHOWN else ""
+    raise ValueError(
+        f"{source}: label column '{column}' holds {len(distinct):,} distinct integers "
+        f"({shown}), but integer labels are class indices 0..K-1: these would make "
+        f"{high + 1:,} classes, {high + 1 - len(distinct):,} of them without a row. If the "
+        "values are codes, set `label_kind: categorical` (each distinct value becomes a "
+        f"class, named by its value); else renumber them 0..{len(distinct) - 1}"
+    )
 
 
 def check_class_count(num_classes: int, rows: int, *, source: str, column: str) -> None:

@@ -74,6 +74,13 @@ def load_digits() -> RawData:
     )
 
 
+def file_name(fs: Any, path: str) -> str:
+    """A file as a user names it: its path on the local disk, its URL elsewhere (s3://...)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    return path if isinstance(fs, LocalFileSystem) else str(fs.unstrip_protocol(path))
+
+
 def parquet_files(uri: str, options: StorageOptions) -> tuple[Any, list[str]]:
     """(fsspec filesystem, sorted Parquet file paths) of a file or folder at ``uri``."""
     import fsspec
@@ -126,6 +133,27 @@ def source_identity(uri: str, options: StorageOptions) -> dict[str, str]:
     return out
 
 
+def read_columns(fs: Any, files: list[str], columns: list[str], uri: str) -> Any:
+    """``columns`` of every file, concatenated in file order (one file at a time, so an error
+    names its file; a column a file lacks is named with the columns it has)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in files:
+        with fs.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            names = parquet.schema_arrow.names
+            for name in columns:
+                if name not in names:
+                    raise KeyError(
+                        f"{file_name(fs, path)} has no column '{name}' (columns: "
+                        f"{', '.join(names)})"
+                    )
+            tables.append(parquet.read(columns=columns))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
 def load_parquet(
     uri: str,
     *,
@@ -138,23 +166,22 @@ def load_parquet(
 ) -> RawData:
     """Read a Parquet file or folder through fsspec; errors name the column and the file.
 
-    Labels go through `components.data.labels.encode_labels` (a float label is refused unless
-    ``label_kind="categorical"``); features must be finite numbers.
+    Every file's footer must agree with the first's on the columns read, and the files must
+    hold rows (`components.data.footer.check_same_columns`). Labels go through
+    `components.data.labels.encode_labels` (a float label is refused unless
+    ``label_kind="categorical"``; integers must be class indices 0..K-1); features must be
+    finite numbers, and a list column must hold the same number of values in every row.
     """
-    import pyarrow.dataset as pads
-
+    from components.data.footer import check_same_columns
     from components.data.labels import encode_labels
 
     fs, files = parquet_files(uri, options)
-    table = pads.dataset(files, filesystem=fs, format="parquet").to_table()
-    columns = table.column_names
     wanted = [features] if isinstance(features, str) else list(features)
-    for name in [*wanted, label, *([id_column] if id_column else [])]:
-        if name not in columns:
-            raise KeyError(f"{uri} has no column '{name}' (columns: {', '.join(columns)})")
+    columns = [*wanted, label, *([id_column] if id_column else [])]
+    footers = check_same_columns(fs, files, uri, columns)
+    table = read_columns(fs, files, columns, uri)
     if isinstance(features, str):
-        column = table.column(features).combine_chunks()
-        x = np.stack([np.asarray(v, dtype=np.float32) for v in column.to_pylist()])
+        x = list_column_values(table.column(features), features, footers, id_column, table)
     else:
         x = np.stack(
             [table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in wanted],
@@ -179,6 +206,39 @@ def load_parquet(
     if len(np.unique(row_id)) != len(row_id):
         raise ValueError(f"{uri}: column '{id_column}' has duplicate ids; row ids must be unique")
     return RawData(x, y, row_id, class_names, "none")
+
+
+def list_column_values(
+    column: Any, name: str, footers: list[Any], id_column: str | None, table: Any
+) -> np.ndarray:
+    """A list column as (rows, values) float32; a ValueError naming the column, the file and
+    the first row whose length differs from the first row's (or that is null)."""
+    import pyarrow.compute as pc
+
+    column = column.combine_chunks()
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    width = lengths[0] if len(lengths) else 0.0
+    bad = np.flatnonzero(np.isnan(lengths) | (lengths != width))
+    if len(bad):
+        row = int(bad[0])
+        starts = np.cumsum([0] + [f.rows for f in footers])
+        i = int(np.searchsorted(starts, row, side="right")) - 1
+        ids = f" (row_id {table.column(id_column)[row].as_py()})" if id_column else ""
+        where = f"{footers[i].name}: list column '{name}'"
+        at = f"row {row - int(starts[i])}{ids}"
+        if np.isnan(lengths[row]):
+            problem = f"{where} has no value (null) in {at}"
+        else:
+            problem = (
+                f"{where} has rows of different lengths: {at} has {int(lengths[row])} values, "
+                f"the first row {int(width)}"
+            )
+        raise ValueError(
+            f"{problem} ({len(bad)} rows differ). Every row needs the same number of features: "
+            "pad or drop the odd rows"
+        )
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    return flat.reshape(len(column), int(width))
 
 
 def _check_finite(x: np.ndarray, columns: list[str], uri: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from components.artifacts.datasets import skipped_note
 from components.evaluation.plots import report_plots
 from components.evaluation.scoring import MARK, Scores
 from orchestrator import StepContext
@@ -203,7 +204,7 @@ def write_report(
     ctx.store.write_bytes(
         f"{path}/report.json", json.dumps(document, indent=1, sort_keys=True).encode()
     )
-    text = markdown(title, scores, written) + notes(scores.adaptation)
+    text = markdown(title, scores, written) + notes(scores.adaptation) + skipped_note(data)
     text += "".join(f"\n`{key}` was distilled on {how}.\n" for key, how in scores.views.items())
     ctx.store.write_bytes(f"{path}/report.md", text.encode())
     return EvalReport(

@@ -7,9 +7,9 @@ and writers are in `components.artifacts` (and `components.metadmoe.checkpoints`
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from schemas.base import Model
 from schemas.engine.artifacts import ArtifactRef
@@ -18,18 +18,29 @@ from schemas.kd.models import ModelSpec
 
 
 class Normalization(Model):
-    """Per-feature standardisation, already applied to ``x`` in every split of the dataset:
+    """Standardisation already applied to ``x`` in every split of the dataset:
     ``x = (raw - mean) / std``, with ``mean`` and ``std`` fitted on one split only (``fitted_on``,
     the training split) so that no statistic of the evaluation rows leaks into training.
 
-    A constant feature gets ``std = 1`` (it becomes 0 everywhere instead of a division by zero).
-    ``mean``/``std`` have one value per feature of the flattened example (prod(feature_shape)).
+    ``kind`` says what the statistics are per: ``standard`` has one value per feature of the
+    flattened example (prod(feature_shape)); ``channel`` one per channel of an image (the first
+    axis of feature_shape [C, H, W]; ``raw`` is the image scaled to [0, 1]). A constant feature
+    or channel gets ``std = 1`` (it becomes 0 everywhere instead of a division by zero).
     """
 
-    kind: Literal["standard"] = "standard"
+    kind: Literal["standard", "channel"] = "standard"
     fitted_on: str = Field(description="The split the statistics were computed on.")
     mean: list[float]
-    std: list[float] = Field(description="Per-feature scale (1 for constant features).")
+    std: list[float] = Field(description="Per-feature (or per-channel) scale (1 if constant).")
+
+
+class SkippedRows(Model):
+    """Rows of the source left out because they could not be read (``on_bad_row: skip``)."""
+
+    count: int = Field(description="How many rows were left out.")
+    examples: list[str] = Field(
+        default_factory=list, description="A few of them: the file (and row) and why."
+    )
 
 
 class Dataset(ArtifactRef):
@@ -60,6 +71,19 @@ class Dataset(ArtifactRef):
     normalization: Normalization | None = Field(
         None, description="The standardisation applied to x (None: features as loaded/scaled)."
     )
+    skipped: SkippedRows | None = Field(
+        None, description="Unreadable rows left out of every split (`on_bad_row: skip`)."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_skipped(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The manifest holds this metadata, so it is part of the data version: a dataset that
+        # skipped nothing keeps the version it had before `skipped` existed, and what was
+        # computed from it (teachers, logits) stays cached.
+        data: dict[str, Any] = handler(self)
+        if self.skipped is None:
+            data.pop("skipped", None)
+        return data
 
     def domain_ids(self, names: list[str]) -> list[int]:
         """The indices of domain ``names``; a clear error for a name the dataset lacks."""

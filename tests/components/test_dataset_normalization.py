@@ -12,21 +12,8 @@ import pytest
 from components.artifacts.datasets import read_split
 from components.data.bundled import bundled_table, feature_columns, write_table
 from components.data.labels import encode_labels
-from orchestrator import ArtifactStore, Pipeline, ValidationFailed, run
-from schemas.kd.artifacts import Dataset
-
-
-def make(store: Path, **config: object) -> tuple[Dataset | None, str]:
-    """Run one dataset step; (the dataset, "") or (None, the validation or step error)."""
-    p = Pipeline("data")
-    p.add("data", "dataset", config=config)
-    try:
-        step = run(p.spec, storage=str(store), executor="local").step("data")
-    except ValidationFailed as e:
-        return None, str(e)
-    if step.error is not None:
-        return None, step.error.message
-    return Dataset.model_validate(step.outputs["dataset"]), ""
+from orchestrator import ArtifactStore
+from tests.support.datasets import make
 
 
 def table_config(path: Path, name: str = "breast_cancer", **extra: object) -> dict[str, object]:

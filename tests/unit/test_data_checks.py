@@ -79,7 +79,8 @@ def table(tmp_path: Path) -> Path:
 
 
 def pipeline(tmp_path: Path, **config: object) -> Path:
-    """A one-step pipeline file: a Parquet dataset whose config is on line 5 (JSON is YAML)."""
+    """A one-step pipeline file: a Parquet dataset (unless ``source`` says otherwise) whose
+    config is on line 5 (JSON is YAML)."""
     path = tmp_path / "p.yaml"
     text = json.dumps({"source": "parquet", **config})
     path.write_text(f"name: p\nsteps:\n  - id: data\n    component: dataset\n    config: {text}\n")
@@ -156,3 +157,120 @@ def test_validation_imports_no_torch(table: Path, tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def cli_validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`kdorch validate PATH`: (exit code, stderr)."""
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(path)])
+    return int(info.value.code or 0), capsys.readouterr().err
+
+
+def test_an_empty_parquet_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: validate passed, and the run failed with "cannot reshape array of size 0 into
+    # shape (0,newaxis)"; a 0-byte file got "ArrowInvalid: Parquet file size is 0 bytes".
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(
+        pa.table({"f": pa.array([], pa.float64()), "y": pa.array([], pa.int64())}), empty
+    )
+    code, err = cli_validate(pipeline(tmp_path, uri=str(empty), features=["f"]), capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"{empty} holds no rows (columns: f, y)" in err and "config.uri" in err
+    zero = tmp_path / "zero.parquet"
+    zero.write_bytes(b"")
+    code, err = cli_validate(pipeline(tmp_path, uri=str(zero), features=["f"]), capsys)
+    assert code == 2 and f"{zero} is empty (0 bytes), not a Parquet file" in err
+    assert not (tmp_path / "store").exists()
+
+
+def test_every_footer_of_a_folder_is_read(
+    tmp_path: Path, table: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: validate read the first footer only and passed; the run failed with "Failed to
+    # parse string: 'a' as a scalar of type int64", naming neither the file nor the column.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    t = pq.read_table(table)
+    pq.write_table(t, folder / "a.parquet")
+    pq.write_table(
+        t.drop_columns(["weight"]).append_column("uid2", t.column("uid")), folder / "b.parquet"
+    )
+    pq.write_table(t.set_column(0, "uid", t.column("kind")), folder / "c.parquet")
+    config = {
+        "uri": str(folder),
+        "features": ["height", "weight"],
+        "label": "kind",
+        "id_column": "uid",
+    }
+    code, err = cli_validate(pipeline(tmp_path, **config), capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"{folder}/b.parquet has no column 'weight' ({folder}/a.parquet has it, double)" in err
+    assert f"column 'uid' is string in {folder}/c.parquet but int64 in {folder}/a.parquet" in err
+    # Columns the dataset does not read may differ.
+    validate(pipeline(tmp_path, uri=str(folder), features=["height"], label="kind"))
+
+
+def test_the_run_checks_the_files_again(tmp_path: Path, table: Path) -> None:
+    """Files may change between validation and the run: the step names the file and column."""
+    from components.data.sources import load_parquet
+    from schemas.engine.storage import StorageOptions
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    t = pq.read_table(table)
+    pq.write_table(t, folder / "a.parquet")
+    pq.write_table(t.set_column(5, "kind", pa.array(np.arange(100))), folder / "b.parquet")
+    with pytest.raises(ValueError, match=r"column 'kind' is int64 in .*b.parquet but string in"):
+        load_parquet(
+            str(folder),
+            features=["height"],
+            label="kind",
+            feature_shape=None,
+            id_column=None,
+            options=StorageOptions(),
+        )
+
+
+def test_image_sources_are_checked_from_listings_and_footers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.images import write_folder
+
+    def issues(at: str = "config.uri", **config: object) -> str:
+        path = tmp_path / "p.yaml"
+        text = json.dumps(config)
+        path.write_text(
+            f"name: p\nsteps:\n  - id: data\n    component: dataset\n    config: {text}\n"
+        )
+        code, err = cli_validate(path, capsys)
+        assert code == 2 and "Traceback" not in err and at in err
+        return err
+
+    folder = lambda name: str(tmp_path / name)  # noqa: E731
+    assert "image folder " + folder("nope") + " does not exist" in issues(
+        source="image_folder", uri=folder("nope")
+    )
+    loose = tmp_path / "loose"
+    write_folder(loose, classes=1, per_class=3)
+    for p in (loose / "c0").iterdir():
+        p.rename(loose / p.name)
+    err = issues(source="image_folder", uri=str(loose))
+    assert "holds no images" in err and "3 lie directly in it" in err
+    one = write_folder(tmp_path / "one", classes=1, per_class=8)
+    assert "holds images of one class only ('c0', 8 images)" in issues(
+        source="image_folder", uri=str(one)
+    )
+    (one / "c1").mkdir()
+    assert "class folder(s) 'c1' hold no images" in issues(source="image_folder", uri=str(one))
+    few = write_folder(tmp_path / "few", classes=3, per_class=2)
+    assert "6 images in 3 class folders (2.0 per class" in issues(
+        source="image_folder", uri=str(few)
+    )
+    t = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"img": [1, 2], "y": [0, 1]}), t)
+    err = issues("config.image_column", source="parquet", uri=str(t), image_column="img")
+    assert "image column 'img' is int64; it must hold the encoded image" in err
+    err = issues("config.image_column", source="parquet", uri=str(t), image_column="imgs")
+    assert "has no column 'imgs'" in err and "did you mean 'img'" in err
+    ok = write_folder(tmp_path / "ok", classes=2, per_class=5)
+    validate(pipeline(tmp_path, source="image_folder", uri=str(ok)))

