@@ -182,6 +182,11 @@ class SearchRanking(ArtifactRef):
     candidates: int = Field(description="Rows of the table (distinct candidates).")
     evaluations: int = Field(description="Evaluations of the search, repeats included.")
     best: str = Field(description="Key of the best candidate.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Where the search did less than asked, and why (a space with fewer "
+        "candidates under the caps than num_candidates, a smaller validation sample).",
+    )
 
 
 class SearchValidation(ArtifactRef):
@@ -216,11 +221,6 @@ class Adaptation(Model):
 
     support_size: int = Field(description="Unlabeled rows of the domain it adapts on.")
     inner_lr: float = Field(description="Step size of each adaptation step.")
-    notes: list[str] = Field(
-        default_factory=list,
-        description="Where the search did less than asked, and why (a space with fewer "
-        "candidates under the caps than num_candidates, a smaller validation sample).",
-    )
     steps: int = Field(1, description="Adaptation steps.")
 
 
