@@ -15,7 +15,8 @@ rest mass, as `components.inference.predictor.TeacherPredictor` makes them):
   alternately before and after ours; every table dropped at once). Medians, and the fastest
   repeat (what it costs without other load). The first read is measured under both hashes a
   manifest may name, in the same rounds: BLAKE3 (what `seal` writes now, manifest format 2) and
-  sha256 (format 1 manifests, written before): the same shards sealed twice;
+  sha256 (format 1 manifests, written before): the same shards sealed twice; and each hash's
+  throughput on 64 MiB in memory;
 - bytes per row against dense fp32.
 
 Loss error, on a real teacher: an MLP (hidden [256]) trained on MNIST-5k's train split and a
@@ -308,6 +309,26 @@ def loss_errors(teacher_epochs: int) -> tuple[list[tuple[Any, ...]], str]:
     return rows, note
 
 
+def hash_speeds(repeats: int) -> str:
+    """GB/s of each hash a manifest may name, on 64 MiB in memory (fastest of ``repeats``)."""
+    import os
+
+    from orchestrator.storage.hashing import digest
+    from schemas.engine.artifacts import HashName
+
+    data = os.urandom(64 << 20)
+    speeds = []
+    variants: list[tuple[str, HashName, bool]] = [
+        ("sha256", "sha256", False),
+        ("BLAKE3 on one thread", "blake3", False),
+        ("BLAKE3 on every core", "blake3", True),
+    ]
+    for name, algorithm, threads in variants:
+        best = min(timed(partial(digest, algorithm, data, threads=threads)) for _ in range(repeats))
+        speeds.append(f"{name} {len(data) / best / 1e9:.2f} GB/s")
+    return "hash throughput: " + ", ".join(speeds) + f" ({load()})"
+
+
 def report(results: list[dict[str, Any]], rows: int, repeats: int) -> None:
     dense32 = next(r for r in results if r["format"] == "fp32")["file_bytes"] / rows
     print(f"\n{rows:,} rows x {CLASSES} classes, median of {repeats}; {load()}")
@@ -388,6 +409,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kdorch-bench-io-") as tmp:
         results = io_benchmark(Path(tmp), rows, repeats)
     report(results, rows, repeats)
+    print(hash_speeds(max(repeats, 3)))
     losses, note = loss_errors(teacher_epochs)
     report_losses(losses, note)
 
