@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from components.models.checks import ModelSpecSteps
 from orchestrator import Component, StepContext
 from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.tune import TuneConfig, TuneInputs, TuneOutputs
 
 
-class Tune(Component[TuneConfig, TuneInputs, TuneOutputs]):
+class Tune(ModelSpecSteps, Component[TuneConfig, TuneInputs, TuneOutputs]):
     """Search distill's config (fusion ratios, temperatures, teacher weights, ...) with Ray Tune.
 
     The step reads the dataset and the cached teacher outputs once and puts them into the object
@@ -18,6 +19,11 @@ class Tune(Component[TuneConfig, TuneInputs, TuneOutputs]):
     sweep; an interrupted sweep resumes its finished trials when the step runs again. Outputs:
     the best trial's student (a normal checkpoint), its config and ``--set`` lines, a Parquet
     table of every trial and PNG plots.
+
+    The student spec under ``distill`` is checked and keyed as `train`'s and `distill`'s are
+    (`ModelSpecSteps`): `kdorch validate` builds a model source on the meta device, and the
+    step's key covers a `python` student's factory code, a library's version and a weights
+    file's content, so editing the factory re-runs the sweep.
     """
 
     key = "tune"
