@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator import Component, StepContext
+from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
 from schemas.kd.components.evaluate import EvaluateConfig, EvaluateInputs, EvaluateOutputs
 
@@ -12,10 +13,13 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
     NLL), size (parameters, MACs), single-thread CPU latency and per-class accuracy of every
     model on one split, beside the majority-class baseline.
 
-    Writes `report.json`, `report.md` and PNGs (reliability diagram, a confusion matrix per
-    label, a top-1 comparison). With a teacher, each model's accuracy kept and compression
-    (x parameters, x MACs, x latency) are stated; models sharing a label are also summarised
-    as mean ± sample std (ddof=1).
+    Writes `report.json`, `report.md`, `predictions.parquet` (each model's class per row) and
+    PNGs (reliability diagram, a confusion matrix per label, a top-1 comparison, the paired
+    differences). With a teacher, each model's accuracy kept and compression (x parameters,
+    x MACs, x latency) are stated. Models sharing a label are a recipe: summarised as mean ±
+    sample std (ddof=1) and as mean top-1 with a 95% t interval; the recipes named by
+    ``compare`` are compared over models trained with the same seed (bootstrap and paired t
+    intervals, a verdict) or, one model each, over rows (McNemar's exact test).
     """
 
     key = "evaluate"
@@ -40,12 +44,30 @@ class EvaluateComponent(Component[EvaluateConfig, EvaluateInputs, EvaluateOutput
             raise ValueError("the name 'teacher' is taken by the `teacher` input")
         return list(names)
 
+    @classmethod
+    def check_wiring(cls, config: EvaluateConfig, wiring: Wiring) -> list[ConfigIssue]:
+        """`compare` names labels the models have: `names` (and 'teacher' with a teacher),
+        when `names` is given (default names depend on the architectures, known at run time)."""
+        from components.evaluation.pairing import unknown_labels
+
+        if config.names is None or config.compare is None:
+            return []
+        labels = list(dict.fromkeys(config.names))
+        if wiring.connected("teacher"):
+            labels.append("teacher")
+        return [
+            ConfigIssue(message, field=f"compare.{i}")
+            for i, message in unknown_labels(config.compare, labels)
+        ]
+
     def run(self, inputs: EvaluateInputs, ctx: StepContext) -> EvaluateOutputs:
+        from components.evaluation.pairing import check_labels
         from components.evaluation.report import write_report
         from components.evaluation.scoring import score_models
 
         entries = [("teacher", inputs.teacher)] if inputs.teacher is not None else []
         entries += list(zip(self.labels(inputs), inputs.models, strict=True))
+        check_labels(self.config.compare or [], [label for label, _ in entries])  # before scoring
         scores = score_models(ctx, self.config, inputs.data, entries)
         report = write_report(ctx, self.config, inputs.data, scores)
         return EvaluateOutputs(report=report, metrics=scores.results)

@@ -15,8 +15,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from components.artifacts.datasets import skipped_note
-from components.evaluation.plots import report_plots
+from components.artifacts.datasets import parquet_bytes, skipped_note
+from components.evaluation.comparison_report import (
+    PREDICTIONS_FILE,
+    resolution,
+    statistics_markdown,
+)
+from components.evaluation.comparisons import paired_statistics
+from components.evaluation.difference_plot import differences_figure
+from components.evaluation.plots import png_bytes, report_plots
 from components.evaluation.scoring import MARK, Scores
 from orchestrator import StepContext
 from schemas.kd.artifacts import Dataset, EvalReport
@@ -145,10 +152,12 @@ def _groups_table(scores: Scores) -> list[str]:
     return lines + _table(["recipe", "n", *(names[k] for k in shown_keys)], body)
 
 
-def markdown(title: str, scores: Scores, plots: list[str]) -> str:
+def markdown(title: str, scores: Scores, plots: list[str], statistics: list[str]) -> str:
     """The report's Markdown: the models and the baseline (upper bounds marked and last), the
-    teacher comparison, the recipes' mean ± std, the plots."""
+    teacher comparison, the recipes' mean ± std, ``statistics`` (the recipes' intervals and the
+    paired comparisons: `comparison_report`), the plots."""
     lines = [f"# {title}", "", *_main_table(scores), *_versus_table(scores), *_groups_table(scores)]
+    lines += statistics
     if plots:
         lines += ["", *[f"![{p}]({p})" for p in plots]]
     return "\n".join(lines) + "\n"
@@ -174,27 +183,35 @@ def notes(adaptation: Mapping[str, Mapping[str, list[int]]]) -> str:
 def write_report(
     ctx: StepContext, cfg: EvaluateConfig, data: Dataset, scores: Scores
 ) -> EvalReport:
-    """Write the PNGs (when ``cfg.plots``), ``report.json`` and ``report.md`` under the step's
-    ``report`` output, and return its reference."""
+    """Write the PNGs (when ``cfg.plots``), ``report.json``, ``report.md`` and the per-row
+    predictions under the step's ``report`` output, and return its reference."""
     path = ctx.output_path("report")
+    rows = len(scores.labels)
+    recipes, comparisons = paired_statistics(scores, cfg)
+    where = scope(data, cfg.domains, scores)
     written: list[str] = []
     if cfg.plots:
-        files = report_plots(
-            scores, cfg.split, cfg.ece_bins, data, scope(data, cfg.domains, scores)
-        )
+        files = report_plots(scores, cfg.split, cfg.ece_bins, data, where)
+        if comparisons:
+            title = f"Paired differences: {where}, {cfg.split} split"
+            figure = differences_figure(comparisons, title, resolution(rows))
+            files["differences.png"] = png_bytes(figure)
         for name, content in files.items():
             ctx.store.write_bytes(f"{path}/{name}", content)
         written = sorted(files)
-    rows = len(scores.labels)
-    title = f"{scope(data, cfg.domains, scores)}: {cfg.split} split, {rows} rows"
+    ctx.store.write_bytes(f"{path}/{PREDICTIONS_FILE}", predictions_parquet(scores))
     document = {
         "split": cfg.split,
         "dataset": data.source,
         "domain": data.domain,
         "domains": cfg.domains or data.domains,
         "rows": rows,
+        "resolution_points": 100 / rows if rows else None,  # one row, in points of top-1
         "metrics": scores.results,
         "groups": scores.groups,
+        "recipes": {label: r.model_dump(mode="json") for label, r in recipes.items()},
+        "comparisons": [c.model_dump(mode="json") for c in comparisons],
+        "predictions": PREDICTIONS_FILE,
         "adaptation": scores.adaptation,
         "held_out_domains": scores.held_out,
         "trained_on_scored_domains": scores.saw,  # model -> the scored domains it trained on
@@ -204,7 +221,12 @@ def write_report(
     ctx.store.write_bytes(
         f"{path}/report.json", json.dumps(document, indent=1, sort_keys=True).encode()
     )
-    text = markdown(title, scores, written) + notes(scores.adaptation) + skipped_note(data)
+    oracles = {label for label in scores.members if scores.oracle(label)}
+    bootstrap = (cfg.bootstrap_resamples, cfg.bootstrap_seed)
+    statistics = statistics_markdown(recipes, comparisons, oracles, rows, bootstrap)
+    title = f"{where}: {cfg.split} split, {rows} rows"
+    text = markdown(title, scores, written, statistics) + notes(scores.adaptation)
+    text += skipped_note(data)
     text += "".join(f"\n`{key}` was distilled on {how}.\n" for key, how in scores.views.items())
     ctx.store.write_bytes(f"{path}/report.md", text.encode())
     return EvalReport(
@@ -213,4 +235,24 @@ def write_report(
         metrics=scores.results,
         groups=scores.groups,
         baselines={"majority": scores.baseline.top1},
+        rows=rows,
+        recipes=recipes,
+        comparisons=comparisons,
+        predictions=PREDICTIONS_FILE,
     )
+
+
+def predictions_parquet(scores: Scores) -> bytes:
+    """``predictions.parquet``: row_id, label and each model's predicted class (a column per
+    model key, in the report's order), one row per scored row."""
+    import pyarrow as pa
+
+    rows = len(scores.labels)
+    row_ids = scores.row_ids if scores.row_ids is not None else range(rows)
+    columns = {
+        "row_id": pa.array(row_ids, pa.int64()),
+        "label": pa.array(scores.labels, pa.int64()),
+    }
+    for key, logits in scores.logits.items():
+        columns[key] = pa.array(logits.argmax(1), pa.int64())
+    return parquet_bytes(pa.table(columns))

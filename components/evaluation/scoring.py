@@ -20,6 +20,7 @@ from torch import nn
 from components.artifacts.checkpoints import load_model
 from components.artifacts.datasets import SplitArrays, read_labels, read_split, select_domains
 from components.evaluation import metrics as m
+from components.evaluation.pairing import training_seed
 from components.models.checkpoint import SPEC_FILE
 from components.models.profile import count_parameters, estimate_flops
 from components.training.views import VIEWS_KEY
@@ -46,6 +47,8 @@ class Scores:
     groups: dict[str, Row]  # label -> mean and sample std over its keys
     baseline: m.Baseline
     views: dict[str, str] = field(default_factory=dict)  # key -> augmented views it distilled on
+    row_ids: np.ndarray | None = None  # the split's row_id, in row order
+    seeds: dict[str, int | None] = field(default_factory=dict)  # key -> its training seed
 
     def oracle(self, label: str) -> bool:
         """Whether, in a held-out report, a model of ``label`` (or the model of that key)
@@ -94,9 +97,11 @@ def score_models(
     unseen = False  # some model trained only on other domains: a held-out evaluation
     teacher_logits = None
     views: dict[str, str] = {}
+    seeds: dict[str, int | None] = {}
     for label, checkpoint in entries:
         key = label if counts[label] <= 1 else f"{label}[{len(members[label])}]"
         members[label].append(key)
+        seeds[key] = training_seed(ctx.store, checkpoint)
         if (described := distilled_views(ctx, checkpoint)) is not None:
             views[key] = described
         if isinstance(checkpoint, AdaptiveModelCheckpoint):
@@ -135,6 +140,8 @@ def score_models(
         groups,
         baseline,
         views,
+        split.row_id,
+        seeds,
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 from schemas.base import Model
 from schemas.engine.artifacts import ArtifactRef
 from schemas.kd.augment import AugmentSpec
+from schemas.kd.comparisons import Comparison, RecipeSummary
 from schemas.kd.models import ModelSpec
 
 
@@ -167,6 +168,22 @@ class EvalReport(ArtifactRef):
         default_factory=dict,
         description="Top-1 of trivial predictors on the same rows: 'majority' (always the train "
         "split's most frequent class).",
+    )
+    rows: int = Field(0, description="Rows scored (one row = 100 / rows points of top-1).")
+    recipes: dict[str, RecipeSummary] = Field(
+        default_factory=dict,
+        description="Per label (a recipe: the models sharing it): mean top-1 and its 95% t "
+        "interval over the models.",
+    )
+    comparisons: list[Comparison] = Field(
+        default_factory=list,
+        description="Chosen pairs of recipes (`compare`): the paired mean difference of top-1, "
+        "its 95% intervals and a verdict; McNemar over rows with one model each.",
+    )
+    predictions: str | None = Field(
+        None,
+        description="The Parquet file of per-row predictions (row_id, label, one column per "
+        "model) in the report's folder.",
     )
 
 

@@ -1,8 +1,8 @@
 """Every recipe in pipelines/ through the real CLI with its `smoke` profile, twice.
 
 Every evaluated model beats chance by far (top-1 > 0.5) and the majority-class baseline its
-report states; on tabular data by a wide margin. In the distillation recipes every student is
-smaller than its teacher in parameters and MACs.
+report states; on tabular data by a wide margin. Every report compares its recipes, paired.
+In the distillation recipes every student is smaller than its teacher in parameters and MACs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
 
 
 #: Recipes whose students must be smaller than their teacher in parameters and in MACs.
-DISTILLATION = {"hinton_kd", "digits_kd", "tabular_kd"}
+DISTILLATION = {"hinton_kd", "digits_kd", "tabular_kd", "vision_kd"}
 #: Models a recipe reports but does not expect to learn the scored rows: in a leave-one-domain-out
 #: recipe, the domain experts of other domains and KD from their plain average (the report shows
 #: how far off they are; that is the point of the comparison).
@@ -30,13 +30,19 @@ TABULAR_MARGIN = 0.3
 
 
 def recipe_overrides(pipeline: Path, tmp_path: Path) -> list[str]:
-    """What a recipe needs from outside: tabular_kd reads a table made from bundled data
-    (`python -m components.data.bundled wine PATH`, as its header says)."""
+    """What a recipe needs from outside, made from bundled data as its header says: tabular_kd
+    reads a table (`python -m components.data.bundled wine PATH`), vision_kd a folder of PNG
+    files (`python -m components.data.bundled mnist-png PATH`)."""
     if pipeline.stem == "tabular_kd":
         from components.data.bundled import write_table
 
         table = write_table("wine", tmp_path / "data" / "wine.parquet")
         return ["--set", f"params.table={table}"]
+    if pipeline.stem == "vision_kd":
+        from components.data.bundled import write_mnist_png
+
+        folder = write_mnist_png(tmp_path / "data" / "mnist_png")
+        return ["--set", f"params.images={folder}"]
     return []
 
 
@@ -84,7 +90,12 @@ def test_pipeline_smoke_profile(pipeline: Path, ray_cluster: str, tmp_path: Path
             assert row["top1"] > baseline + margin, (name, row["top1"], baseline)
             if pipeline.stem in DISTILLATION and name != "teacher":
                 assert row["params_ratio"] > 1 and row["macs_ratio"] > 1, (name, row)
-        assert (Path(record["storage"]) / step["outputs"]["report"]["path"] / "report.md").exists()
+        report = Path(record["storage"]) / step["outputs"]["report"]["path"]
+        # Every report compares its recipes, paired (issue 20), and says how.
+        comparisons = step["outputs"]["report"]["comparisons"]
+        assert comparisons and all(c["pairs"] and c["verdict"] for c in comparisons), comparisons
+        assert "## Paired comparisons" in (report / "report.md").read_text()
+        assert (report / "differences.png").exists() and (report / "predictions.parquet").exists()
     if pipeline.stem == "meta_dmoe":  # the adaptive student adapted on the held-out domain
         report = Path(record["storage"]) / reports[0]["outputs"]["report"]["path"]
         adapted = json.loads((report / "report.json").read_text())["adaptation"]
