@@ -3,7 +3,7 @@
 - `zoo`: the zoo's networks (MLP, DomainBed MNIST CNN, CIFAR ResNets) and `build_model` for any
   spec, behind the `KDModel` interface (logits, penultimate features, feature map, named
   intermediates); `layers`: the zoo's torch-free layer plans (what a network costs).
-- Model sources (torchvision, timm, the user's own module; docs/own_models.md): `sources`
+- Model sources (torchvision, timm, the user's own module; docs/bring_your_own.md): `sources`
   builds the raw network, `weights` reads pretrained weights as data and loads them strictly,
   `probe` lays the network out in one forward pass, `external` wraps it as a `KDModel`;
   `identity` is what their cache keys and ``model.json`` record (torch-free), `checks` what

@@ -1,7 +1,8 @@
 """The examples of the README and of every guide in docs/, executed: each whole YAML pipeline
 validates, the README's YAML example is pipelines/digits_kd.yaml, the Python example builds the
 same spec and runs with progress to a result worth having, and the custom component example
-works. Every Python example is one of those this file executes."""
+works, and so does the guide's own module with a checkpoint written by plain PyTorch. Every Python
+example is one of those this file executes."""
 
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ import yaml
 from orchestrator import Pipeline, load_pipeline, registry, run, validate
 from schemas.engine.pipeline import PipelineSpec
 from tests.support.docs import README, ROOT, Example, all_examples, examples
+from tests.support.torch_threads import one_torch_thread  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.ray
-PIPELINES = [e for e in all_examples("yaml") if e.is_pipeline()]
+#: docs/bring_your_own.md's pipeline that needs the user's module and checkpoint written first
+#: (`test_own_module_and_a_plain_pytorch_checkpoint` writes them, then validates and runs it).
+OWN_TEACHER = "name: own_teacher\n"
+PIPELINES = [
+    e for e in all_examples("yaml") if e.is_pipeline() and not e.text.startswith(OWN_TEACHER)
+]
 
 
 def _the_python_example(marker: str) -> Example:
@@ -55,6 +62,7 @@ def test_every_python_example_is_executed() -> None:
     executed = {
         _the_python_example("Pipeline(").where,
         _the_python_example("class CountRows").where,
+        _the_python_example("# train_elsewhere.py").where,
     }
     shown = {e.where for e in all_examples("python")}
     assert shown == executed, f"Python examples no test executes: {sorted(shown - executed)}"
@@ -102,3 +110,34 @@ def test_custom_component(tmp_path: Path) -> None:
     finally:
         registry._registered.pop("count_rows", None)
         del sys.modules[module.__name__]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_own_module_and_a_plain_pytorch_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/bring_your_own.md's end-to-end example as a user runs it: the module written where
+    the guide shows it, the plain-PyTorch script run in that folder (it writes teacher.pt), then
+    the pipeline validated and run there, with the folder on the import path."""
+    (module,) = [e for e in all_examples("") if e.text.startswith("# my_models/nets.py\n")]
+    script = _the_python_example("# train_elsewhere.py")
+    (pipeline,) = [e for e in all_examples("yaml") if e.text.startswith(OWN_TEACHER)]
+    (tmp_path / "my_models").mkdir()
+    (tmp_path / "my_models" / "__init__.py").write_text("")
+    (tmp_path / "my_models" / "nets.py").write_text(module.text)
+    (tmp_path / "own_teacher.yaml").write_text(pipeline.text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        exec(compile(script.text, script.where, "exec"), {"__name__": "__main__"})
+        assert (tmp_path / "teacher.pt").is_file()
+        validate(tmp_path / "own_teacher.yaml")
+        spec = load_pipeline(tmp_path / "own_teacher.yaml").spec
+        record = run(spec, storage=str(tmp_path / "store"), executor="local")
+    finally:
+        for name in [n for n in sys.modules if n == "my_models" or n.startswith("my_models.")]:
+            del sys.modules[name]
+    assert record.status.value == "succeeded"
+    scores = record.step("report").outputs["metrics"]
+    assert scores["teacher"]["top1"] > 0.9, scores  # the imported weights, loaded as trained
+    assert scores["student"]["top1"] > 0.6 and scores["student"]["params_ratio"] > 10, scores
