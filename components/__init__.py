@@ -18,4 +18,6 @@ BUILTIN: dict[str, str] = {
     "corpus": "components.text.corpus:CorpusComponent",
     "tokenizer": "components.text.tokenizer:TokenizerComponent",
     "pack_tokens": "components.text.pack_tokens:PackTokens",
+    "lm_model": "components.lm.lm_model:LMModel",
+    "lm_inference": "components.lm.lm_inference:LMInference",
 }

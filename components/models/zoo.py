@@ -328,6 +328,10 @@ def build_model(
             cannot build (`components.models.sources.SourceError`, `WeightsError`).
     """
     data = spec if isinstance(spec, Mapping) else spec.model_dump()
+    if data.get("arch") == "causal_lm":  # a language model: sized by its tokenizer, not data
+        from components.lm.models import build_causal_lm
+
+        return build_causal_lm(data, seed=seed, pretrained=pretrained)
     missing = [name for name in ("num_classes", "input_shape") if data.get(name) is None]
     if missing:
         raise ValueError(

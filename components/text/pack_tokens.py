@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator import Component, StepContext
 from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
@@ -23,6 +25,12 @@ class PackTokens(Component[PackConfig, PackInputs, PackOutputs]):
     Inputs = PackInputs
     Outputs = PackOutputs
     default_resources = Resources(num_cpus=1)
+
+    @classmethod
+    def promise(cls, config: PackConfig, wiring: Wiring) -> dict[str, Any]:
+        from components.text.promises import sequences_promise
+
+        return {"sequences": sequences_promise(config, wiring)}
 
     @classmethod
     def check_wiring(cls, config: PackConfig, wiring: Wiring) -> list[ConfigIssue]:

@@ -34,6 +34,13 @@ class TokenizerComponent(Component[TokenizerConfig, TokenizerInputs, TokenizerOu
         return tokenizer_issues(config)
 
     @classmethod
+    def promise(cls, config: TokenizerConfig, wiring: Wiring) -> dict[str, Any]:
+        from components.text.promises import tokenizer_promise
+
+        promised = tokenizer_promise(config, wiring)
+        return {"tokenizer": promised} if promised else {}
+
+    @classmethod
     def check_wiring(cls, config: TokenizerConfig, wiring: Wiring) -> list[ConfigIssue]:
         from components.text.checks import tokenizer_wiring_issues
 

@@ -223,6 +223,8 @@ def show_step(console: Console, store: ArtifactStore, record: RunRecord, step_id
             metrics += _metric_rows(f"{port}.baseline", value.get("baselines", {}))
         elif isinstance(value, dict) and not artifact_paths(value):
             metrics += _metric_rows(port, value)
+        elif isinstance(value, dict):
+            metrics += _metric_rows(port, _artifact_facts(value))
     if step.outputs:
         console.print(table)
     if metrics:
@@ -232,6 +234,17 @@ def show_step(console: Console, store: ArtifactStore, record: RunRecord, step_id
         for name, text in metrics:
             shown.add_row(escape(name), text)
         console.print(shown)
+
+
+def _artifact_facts(value: dict[str, Any]) -> dict[str, Any]:
+    """An artifact's own metadata worth a line: the scalar fields of its reference (counts,
+    sizes, a token cache's encoding and bytes_per_token), not where it is nor its hashes."""
+    hashes = {"path", "data_version"}
+    return {
+        k: v
+        for k, v in value.items()
+        if k not in hashes and not k.endswith("_version") and not isinstance(v, dict | list)
+    }
 
 
 def _headline(row: dict[str, Any]) -> dict[str, Any]:

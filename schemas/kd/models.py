@@ -1,13 +1,16 @@
 """Model specs: typed descriptions of networks, rebuildable from JSON alone.
 
-Two families, told apart by ``arch``:
+Three families, told apart by ``arch``:
 
 - the zoo (``mlp``, ``mnist_cnn``, ``resnet_cifar``): kdorch's own architectures, each knob a
   field;
 - model sources (``torchvision``, ``timm``, ``python``): any network a builder makes (a
   torchvision builder by name, ``timm.create_model``, or the user's own factory function), with
   optional pretrained ``weights`` from a state-dict file, a ``head`` to replace and the
-  ``features`` to read by module name (docs/own_models.md).
+  ``features`` to read by module name (docs/bring_your_own.md);
+- causal language models (``causal_lm``, `schemas.kd.lm.CausalLMSpec`): Hugging Face
+  `transformers` models built from a few knobs or loaded from a ``save_pretrained`` folder,
+  their ``vocab_size`` filled from the tokenizer (docs/language_models.md).
 
 A spec is a value: ``components.models.zoo.build_model(spec)`` turns it into a network, and a
 checkpoint stores it as ``model.json`` next to the weights. ``num_classes`` and ``input_shape``
@@ -29,6 +32,7 @@ from pydantic import ConfigDict, Field, RootModel, field_validator, model_valida
 
 from schemas.base import Model
 from schemas.engine.storage import StorageOptions
+from schemas.kd.lm import CausalLMSpec
 
 
 class _Common(Model):
@@ -302,7 +306,7 @@ ZooModelSpec = MLPSpec | MnistCNNSpec | ResNetSpec
 SourceModelSpec = TorchvisionSpec | TimmSpec | PythonSpec
 """The model sources' spec classes (networks built by torchvision, timm or the user)."""
 
-AnyModelSpec = ZooModelSpec | SourceModelSpec
+AnyModelSpec = ZooModelSpec | SourceModelSpec | CausalLMSpec
 """Plain union of the spec classes (for isinstance checks and type hints)."""
 
 ModelSpec = Annotated[AnyModelSpec, Field(discriminator="arch")]

@@ -1,0 +1,64 @@
+"""The `lm_inference` component: a teacher LM's next-token distributions over token
+sequences, as a reusable cache."""
+
+from __future__ import annotations
+
+from orchestrator import Component, StepContext
+from orchestrator.component import ConfigIssue, Wiring
+from schemas.engine.pipeline import Resources
+from schemas.kd.components.lm_inference import (
+    LMInferenceConfig,
+    LMInferenceInputs,
+    LMInferenceOutputs,
+)
+
+
+class LMInference(Component[LMInferenceConfig, LMInferenceInputs, LMInferenceOutputs]):
+    """Run a teacher LM over `pack_tokens` sequences and keep, per token, its k most likely
+    next tokens with their log-probabilities and the rest mass (or, `encoding: dense`, every
+    log-probability), one shard row per sequence row, aligned by `row_id`
+    (`components.lm.teacher`; the layout: `schemas.kd.token_cache`).
+
+    The teacher runs once; every student, seed and trial that asks for the same teacher on the
+    same sequences reuses the cache (its key: the teacher's and the sequences' data versions
+    and this config). Beside `teacher_inference` rather than inside it: its inputs are token
+    sequences, not a dataset, its rows are sequences of distributions, and its checks are a
+    tokenizer's; the two share the shard writer and the actor-pool pattern. One actor (the
+    default) runs in the step's own process; more run a Ray Data actor pool, on GPUs with
+    `gpus_per_actor`.
+    """
+
+    key = "lm_inference"
+    version = "1"
+    Config = LMInferenceConfig
+    Inputs = LMInferenceInputs
+    Outputs = LMInferenceOutputs
+    default_resources = Resources(num_cpus=1)
+
+    @classmethod
+    def task_resources(cls, config: LMInferenceConfig) -> Resources:
+        if config.runs_in_process():  # the teacher runs in the step's own task
+            return Resources(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor)
+        return Resources(num_cpus=0)
+
+    @classmethod
+    def resource_demand(cls, config: LMInferenceConfig) -> dict[str, float]:
+        if config.runs_in_process():
+            return {}
+        demand = {"CPU": config.num_actors * config.cpus_per_actor}
+        if config.gpus_per_actor:
+            demand["GPU"] = config.num_actors * config.gpus_per_actor
+        return demand
+
+    @classmethod
+    def check_wiring(cls, config: LMInferenceConfig, wiring: Wiring) -> list[ConfigIssue]:
+        from components.lm.checks import inference_wiring_issues
+
+        return inference_wiring_issues(config.top_k(), wiring)
+
+    def run(self, inputs: LMInferenceInputs, ctx: StepContext) -> LMInferenceOutputs:
+        from components.lm.teacher import write_cache
+
+        return LMInferenceOutputs(
+            cache=write_cache(ctx, self.config, inputs.teacher, inputs.sequences)
+        )
