@@ -81,7 +81,8 @@ def comparisons_table(comparisons: Sequence[Comparison], resamples: int, seed: i
         '"worse" only when both exclude 0 (with few pairs the bootstrap alone is too narrow). '
         "With one model per recipe: McNemar's exact test over the rows (b: rows only a gets "
         'right, c: rows only b gets right), "better" or "worse" at p < 0.05, and the bootstrap '
-        "interval over rows.",
+        "interval over rows (approximate: with few rows where the two differ it can exclude 0 "
+        "while the exact test does not; the verdict follows the exact test).",
         "",
         "| a vs b | n | paired by | a - b | bootstrap 95% | paired t 95% | McNemar | verdict |",
         "|---|---|---|---|---|---|---|---|",

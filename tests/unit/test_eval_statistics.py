@@ -94,6 +94,15 @@ def test_mcnemar_is_the_exact_binomial() -> None:
         stats.binomtest(big.only_a, big.only_a + big.only_b, 0.5).pvalue
     )
     assert st.mcnemar(a, a).p_value == 1.0
+    # 4 rows only a gets right, none only b: 2 / 2^4 = 0.125, not below 0.05, although the
+    # (approximate) bootstrap interval over rows excludes 0: the verdict follows the exact test.
+    few = (
+        np.array([1] * 4 + [1] * 100 + [0] * 66, dtype=bool),
+        np.array([0] * 4 + [1] * 100 + [0] * 66, dtype=bool),
+    )
+    assert st.mcnemar(*few).p_value == pytest.approx(0.125)
+    assert st.row_verdict(st.mcnemar(*few)) == "not distinguishable with n = 1"
+    assert st.row_bootstrap_interval(*few, resamples=10_000, seed=0).low > 0
     assert st.row_verdict(st.mcnemar(a, a)) == "not distinguishable with n = 1"
 
 
@@ -226,3 +235,5 @@ def test_a_pair_must_name_two_labels() -> None:
         EvaluateConfig.model_validate({"compare": [["kd", "scratch", "dkd"]]})
     with pytest.raises(ValidationError, match="bootstrap_resamples"):
         EvaluateConfig(bootstrap_resamples=10)
+    with pytest.raises(ValidationError, match="bootstrap_resamples"):
+        EvaluateConfig(bootstrap_resamples=10**9)

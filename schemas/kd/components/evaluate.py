@@ -45,7 +45,10 @@ class EvaluateConfig(Model):
         "model trained on a scored domain); a single label against the teacher.",
     )
     bootstrap_resamples: int = Field(
-        10_000, ge=1_000, description="Resamples of the percentile bootstrap intervals."
+        10_000,
+        ge=1_000,
+        le=1_000_000,  # a resample of n pairs is n integers: 10^6 x 30 pairs is 240 MB already
+        description="Resamples of the percentile bootstrap intervals.",
     )
     bootstrap_seed: int = Field(0, description="Seeds the bootstrap: the same seed, the same CI.")
 
