@@ -166,3 +166,15 @@ def test_a_compare_label_no_model_has_is_refused(
     assert "steps[2] (report).config.compare[1]" in err
     assert "names 'mpl', which no model has (labels: mlp); did you mean 'mlp'?" in err
     assert "2 errors in" in err
+
+
+def test_a_pair_of_one_label_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(BAD_COMPARE.replace("[[mlp, teacher], [mlp, mpl]]", "[[mlp, mlp]]"))
+    store = tmp_path / "store"
+    assert kdorch("validate", str(path)) == 2
+    err = capsys.readouterr().err
+    assert kdorch("run", str(path), "--storage", str(store), "--executor", "local") == 2
+    assert capsys.readouterr().err == err and not store.exists() and "Traceback" not in err
+    assert "steps[2] (report).config.compare" in err
+    assert "[mlp, mlp] compares 'mlp' with itself; name two labels" in err
