@@ -20,4 +20,6 @@ BUILTIN: dict[str, str] = {
     "pack_tokens": "components.text.pack_tokens:PackTokens",
     "lm_model": "components.lm.lm_model:LMModel",
     "lm_inference": "components.lm.lm_inference:LMInference",
+    "lm_evaluate": "components.lm.lm_evaluate:LMEvaluate",
+    "seqkd": "components.lm.seqkd:SeqKD",
 }

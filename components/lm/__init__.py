@@ -11,7 +11,12 @@
 - `teacher`: a teacher LM over packed sequences, per token its top-k log-probabilities (or all
   of them), in process or on a Ray Data actor pool;
 - `cache`: the top-k cache's encodings, its shard writer and its readers (tensors for the
-  token losses, aligned with the sequences' positions and masks).
+  token losses, aligned with the sequences' positions and masks);
+- `lm_evaluate` (step): `assessment` (checks, then scoring), `evaluation` (perplexity, top-1,
+  agreement, KL, tokens/s, streamed), `lm_stats` (recipes, paired comparisons),
+  `lm_report` (report.md/json, perplexity.png), `lm_checks` (what validate refuses);
+- `seqkd` (step): `generation` (prompts cut from sequences, greedy/sampled continuations) and
+  `sequence_kd` (the teacher's samples packed as token sequences).
 
 The spec is `schemas.kd.lm.CausalLMSpec`, the cache `schemas.kd.token_cache.TokenCache`;
 docs/language_models.md is the guide. Nothing is re-exported here: a torch-free module of this

@@ -249,5 +249,15 @@ def _artifact_facts(value: dict[str, Any]) -> dict[str, Any]:
 
 def _headline(row: dict[str, Any]) -> dict[str, Any]:
     """A report row's headline numbers (per-class accuracies and latencies stay in the report)."""
-    keep = ("top1", "top5", "agreement", "ece", "parameters", "top1_kept", "params_ratio")
+    keep = (
+        "perplexity",
+        "top1",
+        "top5",
+        "agreement",
+        "kl",
+        "ece",
+        "parameters",
+        "top1_kept",
+        "params_ratio",
+    )
     return {k: row[k] for k in keep if k in row}
