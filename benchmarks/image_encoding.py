@@ -1,0 +1,135 @@
+"""What the dataset step's Parquet encoding of images costs, and what the alternatives would.
+
+The dataset step (`components/data/image_build.py`) writes every image as normalised float32
+[C, H, W] rows, dictionary-encoded (a channel takes 256 values: about a byte per value on
+disk). `benchmarks/image_data.py` puts the step at 0.57-0.72x ImageFolder + DataLoader's
+images/s (0.73-0.74x per CPU-second) against a goal of 0.8x; this script measures the part of
+that gap the encoding is, on one thread, for one part of rows as the step writes it:
+
+- ``float32``: uint8 pixels scaled and normalised per channel (`to_float`), the Arrow table
+  (`to_table`): work every variant needs;
+- ``dictionary`` (what the step does): the Parquet writer hashes every float into its
+  dictionary;
+- ``prebuilt dictionary``: the pixels as indices into the C x 256 normalised values (an Arrow
+  ``DictionaryArray``), so the writer could skip the hashing — if it kept the dictionary;
+- ``plain``: no dictionary (4 bytes a value), and ``plain + lz4``.
+
+Two kinds of pixels: the bundled MNIST digits (28x28, repeated to 3 channels: mostly black)
+and uniform noise at 64x64 (every value equally likely: the worst case for the file size).
+Prints CPU seconds per 1,000 images (median of ``--repeats``) and MB per 1,000 images.
+Run: ``python benchmarks/image_encoding.py`` (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import time
+from collections.abc import Callable
+
+import _bench  # noqa: F401 (puts the checkout on sys.path)
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from _bench import load, machine
+
+from components.artifacts.datasets import IMAGE_PARQUET_OPTIONS, SplitArrays, to_table
+from components.data.image_build import to_float
+from schemas.kd.artifacts import Normalization
+
+PLAIN = {"use_dictionary": ["row_id", "y"]}
+
+
+def digits(n: int) -> np.ndarray:
+    from components.data.sources import load_mnist5k
+
+    x = (load_mnist5k().x[:n] * 255).round().astype(np.uint8)  # (n, 1, 28, 28)
+    return np.repeat(x, 3, axis=1)
+
+
+def noise(n: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, 3, 64, 64), dtype=np.uint8)
+
+
+def variants(pixels: np.ndarray, norm: Normalization) -> dict[str, Callable[[], bytes]]:
+    n, c = len(pixels), pixels.shape[1]
+    y, row_id = np.zeros(n, np.int64), np.arange(n, dtype=np.int64)
+
+    def write(table: pa.Table, **options: object) -> bytes:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **{**IMAGE_PARQUET_OPTIONS, **options})
+        return bytes(sink.getvalue())
+
+    def table() -> pa.Table:
+        return to_table(SplitArrays(to_float(pixels, norm), y, row_id))
+
+    def prebuilt() -> bytes:
+        levels = np.tile(np.arange(256, dtype=np.uint8), (1, c, 1))  # (1, C, 256)
+        dictionary = to_float(levels[..., None], norm).reshape(-1)
+        offsets = (np.arange(c, dtype=np.int16) * 256).reshape(1, c, *([1] * (pixels.ndim - 2)))
+        indices = (pixels.astype(np.int16) + offsets).reshape(-1)
+        x = pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(dictionary))
+        rows = pa.FixedSizeListArray.from_arrays(x, int(np.prod(pixels.shape[1:])))
+        built = pa.table({"row_id": pa.array(row_id), "x": rows, "y": pa.array(y)})
+        sink = pa.BufferOutputStream()
+        plain_schema = table().schema  # readers see float32 rows, as from the step
+        options = {**IMAGE_PARQUET_OPTIONS, "store_schema": False}
+        with pq.ParquetWriter(sink, built.schema, **options) as writer:
+            writer.write_table(built)
+            serialized = plain_schema.serialize().to_pybytes()
+            writer.add_key_value_metadata({"ARROW:schema": base64.b64encode(serialized)})
+        return bytes(sink.getvalue())
+
+    return {
+        "float32 rows + Arrow table (no file)": lambda: table().nbytes.to_bytes(8, "little"),
+        "dictionary (the step)": lambda: write(table()),
+        "prebuilt dictionary": prebuilt,
+        "plain": lambda: write(table(), **PLAIN),
+        "plain + lz4": lambda: write(table(), **PLAIN, compression="lz4"),
+    }
+
+
+def cpu_seconds(fn: Callable[[], bytes], repeats: int) -> tuple[float, int]:
+    times, size = [], 0
+    for _ in range(repeats):
+        start = time.process_time()
+        size = len(fn())
+        times.append(time.process_time() - start)
+    return statistics.median(times), size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    import pyarrow
+
+    print(f"{machine()}, {load()}, pyarrow {pyarrow.__version__}, one thread")
+    norm = Normalization(
+        kind="channel", fitted_on="train", mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3]
+    )
+    for name, pixels in [
+        ("digits 3x28x28", digits(args.images)),
+        ("noise 3x64x64", noise(args.images)),
+    ]:
+        per = 1000 / len(pixels)
+        reference = b""
+        print(f"\n{name}, {len(pixels):,} images")
+        print("| variant | CPU s / 1,000 images | MB / 1,000 images |")
+        print("| --- | --- | --- |")
+        for label, fn in variants(pixels, norm).items():
+            seconds, size = cpu_seconds(fn, args.repeats)
+            data = fn()
+            if label != "float32 rows + Arrow table (no file)":
+                back = pq.read_table(pa.BufferReader(data))
+                reference = reference or data
+                assert back.equals(pq.read_table(pa.BufferReader(reference))), label
+            mb = "-" if label.startswith("float32") else f"{size * per / 1e6:.1f}"
+            print(f"| {label} | {seconds * per:.3f} | {mb} |")
+    print(f"\n{load()}")
+
+
+if __name__ == "__main__":
+    main()
