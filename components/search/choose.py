@@ -164,6 +164,7 @@ def search_scorer(
         teacher_weights=config.score.teacher_weights,
         width_mismatch=config.score.width_mismatch,
         terms=config.score.terms,
+        correction=config.score.correction,
         seed=config.search.seed,
     )
 

@@ -16,39 +16,42 @@ activation), flattened to N x D; ``G = f f^T`` (N x N), rows L2-normalised::
 
     M_r = ||Ĝ^T - Ĝ^S||_F² / N²
 
-**Score** = ``-(M_s + M_r)``: higher is better. ``terms`` keeps one term alone. M_s lies in
-[0, 4] and M_r in [0, 4/N] (rows are unit vectors), so with both terms the semantic one
-dominates; the official searches never add them (NAS-Bench-201 uses M_s alone, ImageNet M_r).
-Since G_k has rank one, row i of Ĝ_k is ``sign(g_ki) · g_k / ||g_k||``.
+**Score** = ``-(M_s + M_r)``: higher is better; ``terms`` keeps one term alone. The official
+NAS-Bench-201 correlation script adds the two terms (``exps/parse_nb201_distill.py``,
+``compute_diswot_procedure``); its NAS-Bench-101 script and its searches use one at a time.
+M_s lies in [0, 4] and M_r in [0, 4/N] (rows are unit vectors), so added, the semantic term
+dominates. Since G_k has rank one, row i of Ĝ_k is ``sign(g_ki) · g_k / ||g_k||``.
 
 **Which network is trained.** Neither: teacher and candidate are both scored at random
-initialisation. The paper measures "the similarity of feature semantics and sample relations
-between random-initialized teacher-student networks", and the official code builds the teacher
-(``resnet56()``, ``resnet34()``) and each candidate fresh, with PyTorch's default
-initialisation, and never loads a checkpoint: only the teacher's architecture matters, so a
-search needs no trained teacher. ``init="default"`` does the same, seeded; ``init="gaussian"``
-uses the zoo's `diswot_init_` (N(0, 1) weights, as METHODS.md says; in the official repository
-that initialisation, ``network_weight_gaussian_init``, belongs to
-``predictor/pruners/measures/diswot.py``, which despite its name computes a Zen-NAS-style
-BatchNorm-scaling score, not the DisWOT metric). `DiswotScorer` can also take a trained
-teacher as is (``teacher_weights="trained"``, run in eval mode): a variant, not the paper's.
-Networks at initialisation run with batch statistics in their norm layers (training mode, as
-the official code) and dropout off. Teacher and candidates get different seeds (derived from
-one ``seed``), so an architecture identical to the teacher's is not given identical weights;
-every candidate gets the same seed (common random numbers), which makes a score independent of
-the order and the process in which candidates are scored.
+initialisation (only the teacher's architecture matters, so a search needs no trained
+teacher). ``init="gaussian"`` (the default) is the official correlation scripts'
+``network_weight_gaussian_init``, applied to the teacher and to every candidate
+(``exps/parse_nb201_distill.py``, ``compute_diswot_procedure``): conv and linear weights
+N(0, 1), their biases 0, norm layers weight 1 and bias 0 (zoo `diswot_init_`).
+``init="default"`` keeps PyTorch's initialisation, as the official evolutionary searches do.
+`DiswotScorer` can also take a trained teacher as is (``teacher_weights="trained"``, eval
+mode): a variant, not the paper's. Networks at initialisation run with batch statistics in their
+norm layers (training mode, as the official code) and dropout off. Teacher and candidates get
+different seeds (derived from one ``seed``), so an architecture identical to the teacher's is
+not given identical weights; every candidate gets the same seed (common random numbers), which
+makes a score independent of the order and the process in which candidates are scored.
 
 **Unequal widths.** The relation term compares N x N matrices, so any widths work. The semantic
-Gram is channel by channel, so C must match. The official code reshapes the teacher's map with
-``view(K, C_s, -1)``: when C_t is a multiple of C_s, row i gathers teacher channels
-``i·r .. i·r + r - 1`` (r = C_t / C_s) and ``G_k = M_k M_k^T`` is C_s x C_s; otherwise it fails
-(its ImageNet search, where widths differ, drops the semantic term). ``width_mismatch="fold"``
-does that for whichever side is wider (raising when the widths do not divide);
+Gram is channel by channel, so C must match. The official call passes the teacher's map first
+(``criterion_ickd([t], [s])``), so ``ICKDLoss`` (``distiller_zoo/ICKD.py``, ``batch_loss``)
+takes ``K, C_t`` from the teacher and reshapes the *student's* map with ``view(K, C_t, -1)``:
+when C_s is a multiple of C_t, row i gathers student channels ``i·r .. i·r + r - 1``
+(r = C_s / C_t) and ``G_k = M_k M_k^T`` is C_t x C_t; a student narrower than the teacher (or
+of a width that is not a multiple) fails. ``width_mismatch="fold"`` does that, and folds the
+teacher the same way when the student is the narrower (raising when the widths do not divide);
 ``"project"`` (the default) multiplies the wider map by a fixed Gaussian matrix
 (C_wide x C_narrow, entries N(0, 1/C_narrow), seeded by ``seed`` and the two widths, so every
 candidate of one width sees the same projection). Equal widths are never changed.
-Note that nothing ties student channel i to teacher channel i at initialisation: across
-candidates of one width M_s varies little (its spread is O(1/C)).
+
+**Correction.** Nothing ties student channel i to teacher channel i at initialisation, so M_s
+mostly measures a width-dependent chance level (about ``2 - 4/(π C)``), and a dead channel
+lowers it. ``correction="null_expectation"`` subtracts the exact chance level and drops
+channels that are constant over the batch (`components.search.null_expectation`).
 
 Gram matrices and distances are computed in float64; everything is deterministic given
 ``seed`` on one machine.
@@ -68,11 +71,17 @@ from torch import nn
 
 from components.models.profile import diswot_init_
 from components.models.zoo import KDModel, build_model
+from components.search.null_expectation import (
+    NO_LIVE_CHANNEL,
+    corrected_semantic,
+    live_channels,
+)
 from schemas.kd.models import AnyModelSpec
 
 InitScheme = Literal["default", "gaussian"]
 WidthMismatch = Literal["project", "fold"]
 Terms = Literal["both", "semantic", "relation"]
+Correction = Literal["none", "null_expectation"]
 
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -83,7 +92,7 @@ def derive_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
-def initialised_model(spec: AnyModelSpec, *, init: InitScheme = "default", seed: int) -> KDModel:
+def initialised_model(spec: AnyModelSpec, *, init: InitScheme = "gaussian", seed: int) -> KDModel:
     """A fresh zoo model whose weights depend on ``seed`` alone (global RNG untouched)."""
     model = build_model(spec, seed=seed)
     if init == "gaussian":
@@ -148,15 +157,25 @@ def match_widths(
 
 
 def semantic_distance(
-    student: torch.Tensor, teacher: torch.Tensor, *, mode: WidthMismatch = "project", seed: int = 0
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    *,
+    mode: WidthMismatch = "project",
+    seed: int = 0,
+    correction: Correction = "none",
 ) -> float:
-    """M_s = 1/(K·C) Σ_k ||Ĝ^S_k - Ĝ^T_k||_F² of two gradient maps (K, C_s), (K, C_t)."""
+    """M_s = 1/(K·C) Σ_k ||Ĝ^S_k - Ĝ^T_k||_F² of two gradient maps (K, C_s), (K, C_t); with
+    ``correction="null_expectation"``, minus its expectation over random channel matchings."""
     if student.shape[0] != teacher.shape[0]:
         raise ValueError(
             f"student and teacher have {student.shape[0]} and {teacher.shape[0]} classes"
         )
+    if correction != "none" and min(student.shape[1], teacher.shape[1]) == 0:
+        return NO_LIVE_CHANNEL
     s, t = match_widths(student, teacher, mode=mode, seed=seed)
     g_s, g_t = semantic_gram(s), semantic_gram(t)
+    if correction == "null_expectation":
+        return corrected_semantic(g_s, g_t)
     k, c = g_s.shape[:2]
     return float(((g_s - g_t) ** 2).sum() / (k * c))
 
@@ -179,11 +198,17 @@ class Probe:
 
 @torch.no_grad()
 def probe(
-    model: KDModel, inputs: torch.Tensor, labels: torch.Tensor, *, batch_stats: bool = True
+    model: KDModel,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_stats: bool = True,
+    drop_dead: bool = False,
 ) -> Probe:
     """Run ``model`` once on the batch. ``batch_stats``: norm layers use the batch's statistics
     (training mode, for networks at initialisation); else eval mode. Dropout is always off.
-    The model's train/eval flags are restored afterwards."""
+    The model's train/eval flags are restored afterwards. ``drop_dead``: leave out the channels
+    that are constant over the batch (the corrected score)."""
     modes = {module: module.training for module in model.modules()}
     try:
         model.train(batch_stats)
@@ -194,9 +219,12 @@ def probe(
     finally:
         for module, training in modes.items():
             module.training = training
-    return Probe(
-        classifier_gradient(out.logits, out.features, labels), relation_gram(out.feature_map)
-    )
+    gradient = classifier_gradient(out.logits, out.features, labels)
+    feature_map = out.feature_map
+    if drop_dead:
+        gradient = gradient[:, live_channels(out.features)]
+        feature_map = feature_map[:, live_channels(feature_map)]
+    return Probe(gradient, relation_gram(feature_map))
 
 
 @dataclass(frozen=True)
@@ -219,10 +247,18 @@ def diswot_score(
     width_mismatch: WidthMismatch = "project",
     terms: Terms = "both",
     seed: int = 0,
+    correction: Correction = "none",
 ) -> DiswotScore:
-    """Score = -(M_s + M_r) (or one term alone) from the probes of a student and a teacher."""
+    """Score = -(M_s + M_r) (or one term alone) from the probes of a student and a teacher
+    (probed with ``drop_dead`` for the correction)."""
     semantic = (
-        semantic_distance(student.gradient, teacher.gradient, mode=width_mismatch, seed=seed)
+        semantic_distance(
+            student.gradient,
+            teacher.gradient,
+            mode=width_mismatch,
+            seed=seed,
+            correction=correction,
+        )
         if terms != "relation"
         else 0.0
     )
@@ -251,7 +287,7 @@ class DiswotScorer:
         init: initialisation of fresh networks (module doc).
         teacher_weights: ``"init"`` (the paper): a fresh teacher; ``"trained"``: ``teacher``
             is used as given, in eval mode.
-        width_mismatch, terms: see `diswot_score`.
+        width_mismatch, terms, correction: see `diswot_score` and the module doc.
         seed: seeds the teacher's and the candidates' weights and the projections.
     """
 
@@ -261,10 +297,11 @@ class DiswotScorer:
         inputs: torch.Tensor,
         labels: torch.Tensor,
         *,
-        init: InitScheme = "default",
+        init: InitScheme = "gaussian",
         teacher_weights: Literal["init", "trained"] = "init",
         width_mismatch: WidthMismatch = "project",
         terms: Terms = "both",
+        correction: Correction = "none",
         seed: int = 0,
     ) -> None:
         if inputs.shape[0] < 2 or inputs.shape[0] != labels.shape[0]:
@@ -277,16 +314,25 @@ class DiswotScorer:
         self.init: InitScheme = init
         self.width_mismatch: WidthMismatch = width_mismatch
         self.terms: Terms = terms
+        self.correction: Correction = correction
+        drop_dead = correction != "none"
         self.seed = seed
         self.student_seed = derive_seed(seed, "student")
         if teacher_weights == "trained":
             if not isinstance(teacher, KDModel):
                 raise ValueError("teacher_weights 'trained' needs the teacher model, not a spec")
-            self.teacher = probe(teacher, inputs, self.labels, batch_stats=False)
+            self.teacher = probe(
+                teacher, inputs, self.labels, batch_stats=False, drop_dead=drop_dead
+            )
         else:
             spec = teacher.spec if isinstance(teacher, KDModel) else teacher
             fresh = initialised_model(spec, init=init, seed=derive_seed(seed, "teacher"))
-            self.teacher = probe(fresh, inputs, self.labels)
+            self.teacher = probe(fresh, inputs, self.labels, drop_dead=drop_dead)
+        if self.teacher.gradient.shape[1] == 0:
+            raise ValueError(
+                "no channel of the teacher's penultimate features varies over the scoring "
+                "batch: the corrected score has nothing to compare (use correction: none)"
+            )
         self.num_classes = self.teacher.gradient.shape[0]
 
     def score_model(self, student: KDModel, *, batch_stats: bool = True) -> DiswotScore:
@@ -296,12 +342,14 @@ class DiswotScorer:
                 f"the student has {student.classifier.out_features} classes, the teacher "
                 f"{self.num_classes}"
             )
+        drop_dead = self.correction != "none"
         return diswot_score(
-            probe(student, self.inputs, self.labels, batch_stats=batch_stats),
+            probe(student, self.inputs, self.labels, batch_stats=batch_stats, drop_dead=drop_dead),
             self.teacher,
             width_mismatch=self.width_mismatch,
             terms=self.terms,
             seed=self.seed,
+            correction=self.correction,
         )
 
     def score_spec(self, spec: AnyModelSpec) -> DiswotScore:

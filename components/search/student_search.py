@@ -27,6 +27,10 @@ class StudentSearch(Component[StudentSearchConfig, StudentSearchInputs, StudentS
     with `validation` the distilled accuracy of a sample of candidates and the rank correlation
     of score, terms, parameters and MACs with it. `kdorch validate` refuses a space whose caps
     no candidate can meet (`check_config`). The search is `components.search.choose`.
+
+    On the evidence so far (docs/diswot.md) the score does not rank distilled students better
+    than their parameter count, even within one family and size band: compare the pick with
+    `largest` (or run `validation`) before trusting it.
     """
 
     key = "student_search"

@@ -10,7 +10,7 @@ per knob of one architecture, and becomes a `schemas.kd.models` spec (`to_spec_f
       max_parameters: 200000
       max_macs: 20000000
     search: {strategy: evolution, num_candidates: 100, population: 36, sample_size: 8, seed: 0}
-    score: {init: default, width_mismatch: project}
+    score: {init: gaussian, width_mismatch: project, correction: none}
     validation: {sample: 8, epochs: 3}
 
 Every knob value is checked here against the zoo's spec classes (ResNet depth 6n+2, odd
@@ -254,9 +254,10 @@ class ScoreSettings(Model):
     """How the DisWOT score is computed (see `components.search.diswot`)."""
 
     init: Literal["default", "gaussian"] = Field(
-        "default",
-        description="Weights of the networks scored: default = PyTorch's initialisation (as the "
-        "official code), gaussian = N(0, 1) conv/linear weights (zoo `diswot_init_`).",
+        "gaussian",
+        description="Weights of the networks scored: gaussian = the official correlation "
+        "scripts' N(0, 1) conv/linear weights, zero biases, norm weight 1 and bias 0 (zoo "
+        "`diswot_init_`); default = PyTorch's initialisation (the official evolutionary searches).",
     )
     teacher_weights: Literal["init", "trained"] = Field(
         "init",
@@ -271,9 +272,25 @@ class ScoreSettings(Model):
     )
     terms: Literal["both", "semantic", "relation"] = Field(
         "both",
-        description="Score = -(semantic + relation), or one term alone (the official NAS-Bench-201 "
-        "search uses the semantic term, its ImageNet search the relation term).",
+        description="Score = -(semantic + relation) (the official NAS-Bench-201 correlation "
+        "script), or one term alone (its searches: semantic on NAS-Bench-201, relation on "
+        "ImageNet).",
     )
+    correction: Literal["none", "null_expectation"] = Field(
+        "none",
+        description="none: the paper's score; null_expectation: the semantic term minus its "
+        "expectation over random channel matchings (its width-dependent chance level), and "
+        "channels constant over the batch left out of both terms (dead channels not rewarded).",
+    )
+
+    @model_validator(mode="after")
+    def _correction_projects(self) -> ScoreSettings:
+        if self.correction != "none" and self.width_mismatch == "fold":
+            raise ValueError(
+                "correction: null_expectation leaves dead channels out, after which folding "
+                "consecutive channels no longer lines up (or divides); use width_mismatch: project"
+            )
+        return self
 
 
 def _default_losses() -> list[LossSpec]:
