@@ -177,8 +177,9 @@ def evaluate_wiring_issues(config: Any, wiring: Wiring) -> list[ConfigIssue]:
             ConfigIssue(message, f"compare.{i}")
             for i, message in unknown_labels(config.compare, labels)
         ]
-    prompt = None if config.prompts else config.prompt_tokens
-    new = config.max_new_tokens if (config.prompts or config.prompt_count) else 0
+    continues = bool(config.prompts or config.prompt_count)
+    prompt = None if config.prompts or not continues else config.prompt_tokens
+    new = config.max_new_tokens if continues else 0
     for port in ("teacher", "models"):
         issues += generation_wiring_issues(wiring, port, prompt, new, check_length=True)
     return issues

@@ -108,6 +108,14 @@ def test_prompts_or_continuations_past_the_models_positions(
     assert f"config.{field}" in err and message in err
 
 
+def test_no_continuations_no_prompt_length_to_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step = evaluate_step(["teacher.model"], prompt_count=0, prompt_tokens=64, max_new_tokens=64)
+    path = write_pipeline(tmp_path / "lm.yaml", [*data(tmp_path), step])
+    assert kdorch("validate", str(path)) == 0, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("component", ["lm_evaluate", "seqkd"])
 def test_a_split_the_sequences_lack(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], component: str
