@@ -17,7 +17,7 @@ from orchestrator.errors import RunFailed, StorageError, ValidationFailed
 from orchestrator.execution.decide import Decision
 from orchestrator.execution.metrics import StepMetrics
 from orchestrator.execution.ray_session import embedded_capacity, ray_session, target_address
-from orchestrator.execution.scheduler import Listener, Scheduler
+from orchestrator.execution.scheduler import Listener, Scheduler, new_run_id
 from orchestrator.execution.scheduler import plan as plan_graph
 from orchestrator.frontend.loader import LoadedPipeline, load_pipeline, with_overrides
 from orchestrator.storage.files import resolve_storage
@@ -135,6 +135,28 @@ def _check_capacity(
         log.warning("%s (waiting for the cluster to scale up)", p.message)
 
 
+def _tracker(
+    loaded: LoadedPipeline, graph: Graph, store: ArtifactStore, run_id: str, track: str | None
+) -> Any:
+    """The run's `MlflowTracker` when tracking is on (the ``tracking:`` block or ``track``);
+    None otherwise, and then nothing of MLflow is imported."""
+    from orchestrator.tracking.settings import requested, resolve
+
+    target = resolve(requested(loaded.spec.tracking, track), store, loaded.spec.name)
+    if target is None:
+        return None
+    from orchestrator.tracking.mlflow_tracker import MlflowTracker
+
+    tracker = MlflowTracker(target, graph, store, run_id, source=loaded.source)
+    log.info(
+        "tracking in MLflow at %s (experiment %s)%s",
+        target.uri,
+        target.experiment,
+        f": {tracker.url}" if tracker.url else "",
+    )
+    return tracker
+
+
 def run(
     source: Source,
     *,
@@ -148,6 +170,7 @@ def run(
     raise_on_failure: bool = False,
     storage_options: StorageOptions | None = None,
     run_id: str | None = None,
+    track: str | None = None,
 ) -> RunRecord:
     """Validate and run a pipeline; returns its `RunRecord` (see `RunFailed` for failures).
 
@@ -157,28 +180,58 @@ def run(
     ``storage_options`` override the file's ``storage_options`` one by one (``--storage-option``).
     ``listeners`` observe the run's events as they happen: `kdorch run` prints them with
     `orchestrator.cli.progress.ConsoleReporter`, which a script may attach too. The steps'
-    Prometheus metrics (`StepMetrics`) are always attached.
+    Prometheus metrics (`StepMetrics`) are always attached; the MLflow tracker when tracking is
+    on (``track``: a tracking URI, or ``"local"``, turns it on; docs/tracking.md).
     """
     loaded = load(source, overrides, profile)
     graph = _compile(loaded, None)
     store = open_store(loaded.spec, storage, options=storage_options)
-    listeners = [*listeners, StepMetrics(graph)]
+    run_id = run_id or new_run_id()
+    tracker = _tracker(loaded, graph, store, run_id, track)
+    listeners = [*listeners, StepMetrics(graph), *([tracker] if tracker is not None else [])]
     if executor == "ray" and all(d.action == "cached" for d in plan_graph(graph, store)):
         executor = "local"  # nothing will run: skip the cluster's start-up and shutdown
+    schedulers: list[Scheduler] = []
+    try:
+        record = _execute(
+            loaded, graph, store, executor, listeners, run_id, address, on_session, schedulers
+        )
+    finally:
+        if tracker is not None:
+            tracker.close(schedulers[0].record if schedulers else None)
+    if raise_on_failure and record.status == RunStatus.failed:
+        raise RunFailed(record, schedulers[0].failures)
+    return record
+
+
+def _execute(
+    loaded: LoadedPipeline,
+    graph: Graph,
+    store: ArtifactStore,
+    executor: str,
+    listeners: list[Listener],
+    run_id: str,
+    address: str | None,
+    on_session: Any,
+    made: list[Scheduler],
+) -> RunRecord:
+    """Run the graph on ``executor``; the scheduler it made is appended to ``made``."""
     if executor == "local":
         from orchestrator.execution.backend import LocalBackend
 
-        scheduler = Scheduler(graph, store, LocalBackend(), listeners=listeners, run_id=run_id)
-        record = scheduler.run()
-    elif executor == "ray":
-        from orchestrator.execution.ray_backend import RayBackend
+        made.append(Scheduler(graph, store, LocalBackend(), listeners=listeners, run_id=run_id))
+        return made[0].run()
+    if executor != "ray":
+        raise ValueError(f"executor must be 'ray' or 'local', got {executor!r}")
+    from orchestrator.execution.ray_backend import RayBackend
 
-        with ray_session(loaded.spec.ray, address) as session:
-            _check_capacity(graph, loaded, session.resources, strict=session.embedded)
-            _check_shared_storage(store, session.embedded)
-            if on_session is not None:
-                on_session(session)
-            scheduler = Scheduler(
+    with ray_session(loaded.spec.ray, address) as session:
+        _check_capacity(graph, loaded, session.resources, strict=session.local)
+        _check_shared_storage(store, session.local)
+        if on_session is not None:
+            on_session(session)
+        made.append(
+            Scheduler(
                 graph,
                 store,
                 RayBackend(),
@@ -190,9 +243,5 @@ def run(
                 # An embedded Ray has what it has; a cluster may autoscale (Ray queues there).
                 capacity=session.step_capacity,
             )
-            record = scheduler.run()
-    else:
-        raise ValueError(f"executor must be 'ray' or 'local', got {executor!r}")
-    if raise_on_failure and record.status == RunStatus.failed:
-        raise RunFailed(record, scheduler.failures)
-    return record
+        )
+        return made[0].run()

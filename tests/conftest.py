@@ -47,6 +47,7 @@ os.environ.setdefault(
 )
 os.environ.pop("RAY_ADDRESS", None)
 os.environ.pop("KDORCH_STORAGE", None)
+os.environ["KDORCH_HOME"] = str(SESSION_TMP / "home")  # a developer's `kdorch up` stays out
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

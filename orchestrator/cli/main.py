@@ -10,7 +10,12 @@ import click
 import typer
 from rich.markup import escape
 
-from orchestrator.cli import cluster_commands, pipeline_commands, store_commands
+from orchestrator.cli import (
+    cluster_commands,
+    local_cluster_commands,
+    pipeline_commands,
+    store_commands,
+)
 from orchestrator.cli.root import app, err
 from orchestrator.errors import (
     ClusterUnreachable,
@@ -34,6 +39,8 @@ COMMANDS = (
     store_commands.gc,
     cluster_commands.status,
     cluster_commands.logs,
+    local_cluster_commands.up,
+    local_cluster_commands.down,
 )
 for command in COMMANDS:
     app.command()(command)

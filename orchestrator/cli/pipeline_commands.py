@@ -114,7 +114,7 @@ def _session_announcer(pipeline: Path) -> Any:
     """What `kdorch run` says once Ray is up: where the pipeline runs, and its dashboard."""
 
     def announce(session: Any) -> None:
-        where = "local Ray (embedded)" if session.embedded else f"Ray at {session.address}"
+        where = session.where
         err.print(f"[bold]kdorch[/] running [bold]{pipeline}[/] on {where}")
         if session.dashboard_url:
             taken = session.dashboard_port_taken
@@ -174,6 +174,16 @@ def run(
         str | None,
         typer.Option("--run-id", hidden=True, help="The run's id (kdorch submit: the job's)."),
     ] = None,
+    track: Annotated[
+        str | None,
+        typer.Option(
+            "--track",
+            metavar="URI",
+            help="Track the run in MLflow (and TensorBoard): a tracking server "
+            "(http://HOST:5000), a database URI, or 'local' for a SQLite store in the artifact "
+            "store (docs/tracking.md).",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline: cached steps are reused, the rest run on Ray."""
     options = parse_storage_options(storage_option or [])
@@ -195,6 +205,7 @@ def run(
                 on_session=_session_announcer(pipeline),
                 storage_options=options,
                 run_id=run_id,
+                track=track,
             )
     finally:
         reporter.close()

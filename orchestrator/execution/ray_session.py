@@ -3,6 +3,9 @@
 - Ray already initialised in this process (tests, a Ray job's driver): use it, leave it running.
 - An address (``--address``, the spec's ``ray.address``, or ``$RAY_ADDRESS``): connect, and only
   disconnect at the end.
+- The warm local Ray that `kdorch up` started, when it is up (`local_cluster`; unless
+  ``ray.local_cluster: false``): connect, and only disconnect at the end. It counts as this
+  machine's, like an embedded one: its size is fixed, steps share its cores.
 - Otherwise: start a local Ray for the run (dashboard on 127.0.0.1), shut it down afterwards.
 
 Other Ray instances on the same machine are normal (a user's own cluster, a second
@@ -23,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.execution.local_cluster import LocalCluster
 from orchestrator.execution.ray_connect import claim_sigterm, sigterm_interrupts, wait_for_gcs
 from orchestrator.execution.ray_output import ray_logging_level, routine_raylet_messages_dropped
 from schemas.engine.pipeline import RaySettings
@@ -59,6 +63,22 @@ class RaySession:
     #: The dashboard port the settings asked for, when another process held it (the dashboard
     #: then runs on another port: see ``dashboard_url``).
     dashboard_port_taken: int | None = None
+    #: The warm local Ray of `kdorch up` (connected to, not started for the run).
+    warm: bool = False
+
+    @property
+    def local(self) -> bool:
+        """Ray on this machine that kdorch started (embedded, or warm): a fixed size."""
+        return self.embedded or self.warm
+
+    @property
+    def where(self) -> str:
+        """Where the run runs, as `kdorch run` says it."""
+        if self.embedded:
+            return "local Ray (embedded)"
+        if self.warm:
+            return f"the warm local Ray at {self.address} (`kdorch up`; `kdorch down` stops it)"
+        return f"Ray at {self.address}"
 
 
 def detect_gpus() -> int:
@@ -164,6 +184,13 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
     in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     runtime_env = None if in_job else (settings.runtime_env or None)
     target = target_address(settings, address)
+    warm = None
+    if target is None and settings.local_cluster and not in_job:
+        from orchestrator.execution.local_cluster import driver_runtime_env, warm_cluster
+
+        warm = warm_cluster()
+        if warm is not None:
+            target, runtime_env = warm.address, driver_runtime_env(runtime_env)
     quiet = not settings.log_to_driver  # Ray's own lines only with --verbose (ray_output.py)
     taken = None
     # What ray.init is given alike, whether it joins a cluster or starts one:
@@ -174,7 +201,10 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
         "logging_level": ray_logging_level(quiet),
     }
     with sigterm_interrupts(), routine_raylet_messages_dropped(quiet):
-        if target:
+        if warm is not None:
+            context = ray.init(address=target, **common)
+            embedded = False
+        elif target:
             log.info(
                 "connecting to the Ray cluster at %s (waiting up to %g s)",
                 target,
@@ -202,26 +232,33 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
             )
             embedded = True
         claim_sigterm()  # ray.init installed its own handler (sys.exit, no run record)
-        yield from _session(context, settings, target, embedded, taken)
+        try:
+            yield _session(context, settings, target, embedded, taken, warm)
+        finally:
+            ray.shutdown()
 
 
 def _session(
-    context: object, settings: RaySettings, target: str | None, embedded: bool, taken: int | None
-) -> Iterator[RaySession]:
+    context: object,
+    settings: RaySettings,
+    target: str | None,
+    embedded: bool,
+    taken: int | None,
+    warm: LocalCluster | None,
+) -> RaySession:
     import ray
 
-    try:
-        yield RaySession(
-            address=context.address_info.get("gcs_address")
-            if hasattr(context, "address_info")
-            else target,
-            dashboard_url=_dashboard_url(context),
-            embedded=embedded,
-            resources=ray.cluster_resources(),
-            max_parallel_steps=settings.max_parallel_steps
-            or ((os.cpu_count() or 1) if embedded else None),
-            step_capacity=step_capacity(settings, ray.cluster_resources()) if embedded else None,
-            dashboard_port_taken=taken,
-        )
-    finally:
-        ray.shutdown()
+    local = embedded or warm is not None  # this machine's Ray, of a fixed size
+    return RaySession(
+        address=context.address_info.get("gcs_address")
+        if hasattr(context, "address_info")
+        else target,
+        dashboard_url=_dashboard_url(context) or (warm.dashboard_url if warm else None),
+        embedded=embedded,
+        resources=ray.cluster_resources(),
+        max_parallel_steps=settings.max_parallel_steps
+        or ((os.cpu_count() or 1) if local else None),
+        step_capacity=step_capacity(settings, ray.cluster_resources()) if local else None,
+        dashboard_port_taken=taken,
+        warm=warm is not None,
+    )

@@ -149,6 +149,11 @@ class RaySettings(Model):
         description="Ray runtime_env for the run (pip, env_vars, ...); env_vars values are "
         "text: quote numbers ('1').",
     )
+    local_cluster: bool = Field(
+        True,
+        description="With no address: run on the warm local Ray that `kdorch up` started, when "
+        "it is up (false: always start an embedded Ray for the run).",
+    )
 
     @model_validator(mode="after")
     def _env_vars_are_text(self) -> RaySettings:
@@ -188,6 +193,45 @@ def _env_error(loc: tuple[str | int, ...], message: str, value: Any) -> InitErro
         loc=loc,
         input=value,
     )
+
+
+class TrackingSettings(Model):
+    """Experiment tracking of a run: MLflow runs and TensorBoard curves (docs/tracking.md).
+
+    Off unless the pipeline has a ``tracking:`` block or `kdorch run --track URI` is given.
+    """
+
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI: a tracking server (http://host:5000), a database "
+        "(sqlite:///path/mlflow.db, postgresql://...) or a folder. None: a SQLite store in "
+        "the artifact store, <store>/tracking/mlflow.db (a local store only).",
+    )
+    experiment: str | None = Field(
+        None, description="MLflow experiment of the runs. Default: the pipeline's name."
+    )
+    log_models: bool = Field(
+        False, description="Also upload each trained model's files (weights) to its step's run."
+    )
+    tensorboard: bool = Field(
+        True,
+        description="TensorBoard event files per training step, under "
+        "<store>/tracking/tensorboard/<pipeline>/<run id>/<step id>.",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        # A URI is printed, logged and recorded; a password in it would travel with it.
+        if value is not None and "://" in value:
+            authority = value.split("://", 1)[1].split("/", 1)[0]
+            if "@" in authority and ":" in authority.split("@", 1)[0]:
+                raise ValueError(
+                    "the tracking URI holds a password; give the bare URI and set "
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+                    "MLFLOW_TRACKING_TOKEN) in the environment instead"
+                )
+        return value
 
 
 class StepSpec(Model):
@@ -265,6 +309,11 @@ class PipelineSpec(Model):
         "value; change one with `--set params.NAME=VALUE` or a profile.",
     )
     ray: RaySettings = Field(default_factory=RaySettings)
+    tracking: TrackingSettings | None = Field(
+        None,
+        description="Experiment tracking (MLflow, TensorBoard); off when absent "
+        "(`kdorch run --track URI` turns it on).",
+    )
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Named sets of overrides (path: value), applied with --profile NAME.",
