@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from components.inference.actor_pool import PoolResources
 from orchestrator import Component, StepContext
 from schemas.engine.pipeline import Resources
 from schemas.kd.artifacts import Dataset, LogitShards
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 
 class TeacherInference(
-    Component[TeacherInferenceConfig, TeacherInferenceInputs, TeacherInferenceOutputs]
+    PoolResources,
+    Component[TeacherInferenceConfig, TeacherInferenceInputs, TeacherInferenceOutputs],
 ):
     """Run a teacher over every row; write its outputs as Parquet shards keyed by row_id.
 
@@ -42,21 +44,6 @@ class TeacherInference(
     Inputs = TeacherInferenceInputs
     Outputs = TeacherInferenceOutputs
     default_resources = Resources(num_cpus=1)
-
-    @classmethod
-    def task_resources(cls, config: TeacherInferenceConfig) -> Resources:
-        if config.runs_in_process():  # the teacher runs in the step's own task
-            return Resources(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor)
-        return Resources(num_cpus=0)
-
-    @classmethod
-    def resource_demand(cls, config: TeacherInferenceConfig) -> dict[str, float]:
-        if config.runs_in_process():
-            return {}
-        demand = {"CPU": config.num_actors * config.cpus_per_actor}
-        if config.gpus_per_actor:
-            demand["GPU"] = config.num_actors * config.gpus_per_actor
-        return demand
 
     def run(self, inputs: TeacherInferenceInputs, ctx: StepContext) -> TeacherInferenceOutputs:
         from components.artifacts.logits import ShardWriter
@@ -179,36 +166,14 @@ class TeacherInference(
         """A Ray Data actor pool over every split (one pipeline start-up, not one per split);
         each row carries its source file, which routes it to its split's shard writer, in
         dataset order."""
-        import ray.data
-
-        from components.artifacts.datasets import split_of, split_source
+        from components.artifacts.datasets import split_source
+        from components.inference.actor_pool import pool_batches
         from components.inference.predictor import TeacherPredictor
 
-        cfg = self.config
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # shards in dataset order: deterministic
-        filesystem, paths = split_source(ctx.store, data, splits)
-        outputs = ray.data.read_parquet(
-            paths, filesystem=filesystem, include_paths=True
-        ).map_batches(
-            TeacherPredictor,
-            fn_constructor_kwargs=predictor_args,
-            batch_size=cfg.batch_size,
-            batch_format="pyarrow",
-            concurrency=cfg.num_actors,
-            num_cpus=cfg.cpus_per_actor,
-            num_gpus=cfg.gpus_per_actor,
-        )
+        source = split_source(ctx.store, data, splits)
         feature_dim = None
-        batch: Any
-        for batch in outputs.iter_batches(batch_format="pyarrow", batch_size=None):
-            if cfg.feature and feature_dim is None:
-                feature_dim = batch.schema.field("feature").type.list_size
-            files = batch.column("path").to_pylist()
-            batch = batch.drop_columns(["path"])
-            start = 0
-            for end in range(1, len(files) + 1):  # consecutive rows of one file stay together
-                if end == len(files) or files[end] != files[start]:
-                    writers[split_of(files[start])].add(batch.slice(start, end - start))
-                    start = end
+        for split, rows in pool_batches(self.config, source, TeacherPredictor, predictor_args):
+            if self.config.feature and feature_dim is None:
+                feature_dim = rows.schema.field("feature").type.list_size
+            writers[split].add(rows)
         return feature_dim

@@ -3,6 +3,7 @@ sequences, as a reusable cache."""
 
 from __future__ import annotations
 
+from components.inference.actor_pool import PoolResources
 from orchestrator import Component, StepContext
 from orchestrator.component import ConfigIssue, Wiring
 from schemas.engine.pipeline import Resources
@@ -13,7 +14,9 @@ from schemas.kd.components.lm_inference import (
 )
 
 
-class LMInference(Component[LMInferenceConfig, LMInferenceInputs, LMInferenceOutputs]):
+class LMInference(
+    PoolResources, Component[LMInferenceConfig, LMInferenceInputs, LMInferenceOutputs]
+):
     """Run a teacher LM over `pack_tokens` sequences and keep, per token, its k most likely
     next tokens with their log-probabilities and the rest mass (or, `encoding: dense`, every
     log-probability), one shard row per sequence row, aligned by `row_id`
@@ -23,9 +26,9 @@ class LMInference(Component[LMInferenceConfig, LMInferenceInputs, LMInferenceOut
     same sequences reuses the cache (its key: the teacher's and the sequences' data versions
     and this config). Beside `teacher_inference` rather than inside it: its inputs are token
     sequences, not a dataset, its rows are sequences of distributions, and its checks are a
-    tokenizer's; the two share the shard writer and the actor-pool pattern. One actor (the
-    default) runs in the step's own process; more run a Ray Data actor pool, on GPUs with
-    `gpus_per_actor`.
+    tokenizer's; the two share the shard writer and the actor pool
+    (`components.inference.actor_pool`). One actor (the default) runs in the step's own
+    process; more run a Ray Data actor pool, on GPUs with `gpus_per_actor`.
     """
 
     key = "lm_inference"
@@ -34,21 +37,6 @@ class LMInference(Component[LMInferenceConfig, LMInferenceInputs, LMInferenceOut
     Inputs = LMInferenceInputs
     Outputs = LMInferenceOutputs
     default_resources = Resources(num_cpus=1)
-
-    @classmethod
-    def task_resources(cls, config: LMInferenceConfig) -> Resources:
-        if config.runs_in_process():  # the teacher runs in the step's own task
-            return Resources(num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor)
-        return Resources(num_cpus=0)
-
-    @classmethod
-    def resource_demand(cls, config: LMInferenceConfig) -> dict[str, float]:
-        if config.runs_in_process():
-            return {}
-        demand = {"CPU": config.num_actors * config.cpus_per_actor}
-        if config.gpus_per_actor:
-            demand["GPU"] = config.num_actors * config.gpus_per_actor
-        return demand
 
     @classmethod
     def check_wiring(cls, config: LMInferenceConfig, wiring: Wiring) -> list[ConfigIssue]:

@@ -18,7 +18,6 @@ rows fit the teacher's positions.
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any
 
@@ -142,30 +141,12 @@ def _actor_pool(
 ) -> None:
     """Every split through one Ray Data actor pool (one start-up), in order; each row's
     source file routes it to its split's writer."""
-    import ray.data
-
-    from components.artifacts.datasets import split_of
+    from components.inference.actor_pool import pool_batches
     from components.text.artifacts import sequence_source
 
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # shards in row order: deterministic
-    filesystem, paths = sequence_source(ctx.store, sequences, list(writers))
-    outputs = ray.data.read_parquet(paths, filesystem=filesystem, include_paths=True).map_batches(
-        TokenTeacher,
-        fn_constructor_kwargs=args,
-        batch_size=cfg.batch_size,
-        batch_format="pyarrow",
-        concurrency=cfg.num_actors,
-        num_cpus=cfg.cpus_per_actor,
-        num_gpus=cfg.gpus_per_actor,
-    )
-    batch: Any
-    for batch in outputs.iter_batches(batch_format="pyarrow", batch_size=None):
-        splits = np.array([split_of(p) for p in batch.column("path").to_pylist()])
-        batch = batch.drop_columns(["path"])
-        cuts = [0, *(np.flatnonzero(splits[1:] != splits[:-1]) + 1).tolist(), len(splits)]
-        for start, end in itertools.pairwise(cuts):  # runs of one split
-            writers[str(splits[start])].add(batch.slice(start, end - start))
+    source = sequence_source(ctx.store, sequences, list(writers))
+    for split, rows in pool_batches(cfg, source, TokenTeacher, args):
+        writers[split].add(rows)
 
 
 def write_cache(

@@ -119,7 +119,7 @@ def test_cached_batches_feed_the_token_losses(lm: dict[str, Any]) -> None:
     other = build_causal_lm(lm["teacher"].model, seed=1).eval()
     rows = read_sequences(store, sequences, "train")
     width = sequences.seq_len + 1
-    seen, same, different = 0, [], []
+    seen, same, different = 0, list[float](), list[float]()
     for batch in cached_batches(store, sequences, cache, "train", 48):
         assert batch.row_id.tolist() == list(range(seen, seen + len(batch.row_id)))
         part = rows.slice(seen, len(batch.row_id))
@@ -131,7 +131,8 @@ def test_cached_batches_feed_the_token_losses(lm: dict[str, Any]) -> None:
             with torch.no_grad():
                 for model, out in ((teacher, same), (other, different)):
                     fields = {"student_logits": model(batch.inputs), **batch.loss_fields()}
-                    out.append(forward_kl(KDBatch(**token_rows(batch.mask, **fields)), 300))
+                    counted: dict[str, Any] = token_rows(batch.mask, **fields)
+                    out.append(forward_kl(KDBatch(**counted), 300))
     assert seen == sequences.splits["train"].sequences
     # The teacher against its own cache: nothing to learn (fp16 rounding only); another
     # network (fresh weights, near uniform like the teacher) is measurably off.

@@ -73,11 +73,9 @@ def hf_model(vocab: int = 300, family: str = "llama", seed: int = 0, **knobs: An
 
     torch.manual_seed(seed)
     if family == "gpt2":
-        config = GPT2Config(
-            vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=64, **knobs
-        )
-        return GPT2LMHeadModel(config).eval()
-    config = LlamaConfig(
+        gpt2 = GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=64, **knobs)
+        return GPT2LMHeadModel(gpt2).eval()
+    llama = LlamaConfig(
         vocab_size=vocab,
         hidden_size=64,
         intermediate_size=128,
@@ -89,7 +87,7 @@ def hf_model(vocab: int = 300, family: str = "llama", seed: int = 0, **knobs: An
         pad_token_id=1,
         **knobs,
     )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(llama).eval()
 
 
 def saved_folder(folder: Path, model: Any, *, pickle: bool = False, **options: Any) -> Path:
