@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +23,8 @@ from torch import nn
 from components.training.batches import HeldBatches, StreamBatches
 from components.training.optimizers import deepspeed_engine, make_optimizer, make_schedule
 from components.training.session import Session, read_meta, write_meta
+from components.training.tasks import Batches, ClassifierTask, Task, all_reduce
+from components.training.tasks import to_device as _to_device  # noqa: F401 (tests import it)
 from orchestrator import ArtifactStore
 from schemas.kd.artifacts import ModelCheckpoint
 from schemas.kd.components.training import TrainingSettings
@@ -42,10 +43,6 @@ class Objective(Protocol):
     def build(self, student: nn.Module, total_steps: int, store: ArtifactStore) -> nn.Module: ...
 
 
-class Batches(Protocol):
-    def batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]: ...
-
-
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the step fails and nothing is committed."""
 
@@ -60,6 +57,16 @@ class LoopSpec:
     steps_per_epoch: int
     store: ArtifactStore
     init: ModelCheckpoint | None = None  # start the student from these weights
+    task: Task | None = None  # batches to the device, and the eval metrics; None: a classifier
+
+    def the_task(self) -> Task:
+        return self.task or ClassifierTask(tuple(self.model.input_shape or ()))
+
+    def optimizer_steps(self) -> int:
+        """Optimiser steps of the whole run (gradient accumulation: one per
+        ``grad_accum_steps`` batches, and one for an epoch's last, shorter group)."""
+        per_epoch = math.ceil(self.steps_per_epoch / self.training.grad_accum_steps)
+        return self.training.epochs * per_epoch
 
 
 @dataclass
@@ -68,48 +75,6 @@ class LoopResult:
     best_state: dict[str, torch.Tensor] | None
     history: list[dict[str, Any]]
     resumes: int
-
-
-def _to_device(
-    batch: dict[str, Any], device: torch.device, shape: tuple[int, ...]
-) -> dict[str, torch.Tensor]:
-    out = {
-        k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)
-    }
-    out["x"] = out["x"].float().reshape(-1, *shape)
-    return out
-
-
-def _all_reduce(values: list[float], device: torch.device) -> list[float]:
-    import torch.distributed as dist
-
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-@torch.no_grad()
-def evaluate(
-    student: nn.Module,
-    data: Batches,
-    epoch: int,
-    device: torch.device,
-    shape: tuple[int, ...],
-) -> dict[str, float]:
-    was_training = student.training
-    student.eval()
-    correct = total = 0.0
-    loss_sum = 0.0
-    for raw in data.batches(epoch):
-        batch = _to_device(raw, device, shape)
-        logits = student(batch["x"])
-        loss_sum += torch.nn.functional.cross_entropy(logits, batch["y"], reduction="sum").item()
-        correct += (logits.argmax(1) == batch["y"]).sum().item()
-        total += len(batch["y"])
-    correct, total, loss_sum = _all_reduce([correct, total, loss_sum], device)
-    student.train(was_training)
-    return {"val_accuracy": correct / max(total, 1), "val_loss": loss_sum / max(total, 1)}
 
 
 def _unwrap(module: nn.Module) -> Any:
@@ -129,11 +94,16 @@ def _check_finite(loss: torch.Tensor, parts: dict[str, float], epoch: int, step:
 
 
 def held_or_streamed(
-    source: Any, *, batch_size: int, shuffle: bool, cfg: TrainingSettings, rank: int
+    source: Any, *, batch_size: int, shuffle: bool, cfg: TrainingSettings, rank: int, world: int = 1
 ) -> Batches:
-    """Batches over held columns (a dict of tensors) or a Ray Data dataset/shard."""
+    """Batches over held columns (a dict of tensors), a Ray Data dataset/shard, or a source
+    that makes each worker's batches itself (``for_worker``: streamed token sequences)."""
     if isinstance(source, dict):
         return HeldBatches(source, batch_size=batch_size, shuffle=shuffle, seed=cfg.seed, rank=rank)
+    if hasattr(source, "for_worker"):
+        return source.for_worker(
+            batch_size=batch_size, shuffle=shuffle, settings=cfg, rank=rank, world=world
+        )
     return StreamBatches(
         source,
         batch_size=batch_size,
@@ -158,17 +128,37 @@ class _Run:
     best: float = -1.0  # the best validation accuracy so far
     best_state: dict[str, torch.Tensor] | None = None  # the best epoch's student weights
     resumes: int = 0
+    accum: int = 1  # batches per optimiser step (gradient accumulation)
+    clip: float | None = None  # max global gradient norm
+    pending: int = 0  # batches back-propagated since the last optimiser step
 
-    def step(self, loss: torch.Tensor) -> None:
-        """Back-propagate ``loss`` and take one optimiser (and schedule) step."""
-        if self.engine is not None:
+    def backward(self, loss: torch.Tensor) -> bool:
+        """Back-propagate ``loss`` (divided by ``accum``: the gradient of the mean over the
+        group's batches); True when this completed a group and the optimiser stepped."""
+        self.pending += 1
+        if self.engine is not None:  # DeepSpeed scales, accumulates and clips by its config
             self.engine.backward(loss)
             self.engine.step()
-            return
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+            done = self.pending == self.accum
+            self.pending = 0 if done else self.pending
+            return done
+        (loss / self.accum if self.accum > 1 else loss).backward()
+        return self.pending == self.accum and self.update()
+
+    def update(self) -> bool:
+        """One optimiser (and schedule) step over the gradients added since the last one
+        (clipped first), when there are any; an epoch ends with one for its last, shorter
+        group. DeepSpeed's engine carries a group over to the next epoch instead."""
+        if self.engine is not None or not self.pending:
+            return False
+        if self.clip is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.clip)
         self.optimizer.step()
         self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.pending = 0
+        return True
 
     def meta(self, epoch: int) -> dict[str, Any]:
         """What a checkpoint records besides the tensors (`session.write_meta`)."""
@@ -180,23 +170,25 @@ def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) 
     worker's rows) or a Ray Data dataset/shard."""
     cfg = spec.training
     torch.manual_seed(cfg.seed)
-    shape = tuple(spec.model.input_shape or ())
+    task = spec.the_task()
     run = _start(spec, session)
     _resume(run, session)
     runner = _runner(run, session.world)
+    rank, world = session.rank, session.world
     train_batches = held_or_streamed(
-        train_data, batch_size=cfg.batch_size, shuffle=True, cfg=cfg, rank=session.rank
+        train_data, batch_size=cfg.batch_size, shuffle=True, cfg=cfg, rank=rank, world=world
     )
+    eval_size = task.eval_batch_size(cfg.batch_size)
     eval_batches = held_or_streamed(
-        eval_data, batch_size=max(cfg.batch_size, 256), shuffle=False, cfg=cfg, rank=session.rank
+        eval_data, batch_size=eval_size, shuffle=False, cfg=cfg, rank=rank, world=world
     )
     step = run.start_epoch * spec.steps_per_epoch
     last_checkpoint = time.monotonic()
     for epoch in range(run.start_epoch, cfg.epochs):
         started = time.perf_counter()
-        metrics, step = _train_epoch(spec, run, runner, train_batches, epoch, step, session, shape)
+        metrics, step = _train_epoch(spec, run, runner, train_batches, epoch, step, session, task)
         student_now = _unwrap(runner).student
-        metrics.update(evaluate(student_now, eval_batches, epoch, session.device, shape))
+        metrics.update(task.evaluate(student_now, eval_batches, epoch, session.device))
         metrics.update(
             epoch=epoch,
             seconds=time.perf_counter() - started,
@@ -234,14 +226,16 @@ def _start(spec: LoopSpec, session: Session) -> _Run:
 
     cfg = spec.training
     student = initial_model(spec.model, spec.store, spec.init, seed=cfg.seed)
-    total_steps = cfg.epochs * spec.steps_per_epoch
+    total_steps = spec.optimizer_steps()
     module = spec.objective.build(student, total_steps, spec.store).to(session.device)
     optimizer = make_optimizer([p for p in module.parameters() if p.requires_grad], cfg)
     scheduler = make_schedule(optimizer, cfg, total_steps)
     engine = None
     if cfg.strategy == "deepspeed":
         engine = deepspeed_engine(module, optimizer, scheduler, cfg, session.world)
-    return _Run(module, optimizer, scheduler, engine)
+    return _Run(
+        module, optimizer, scheduler, engine, accum=cfg.grad_accum_steps, clip=cfg.grad_clip
+    )
 
 
 def _resume(run: _Run, session: Session) -> None:
@@ -288,29 +282,35 @@ def _train_epoch(
     epoch: int,
     step: int,
     session: Session,
-    shape: tuple[int, ...],
+    task: Task,
 ) -> tuple[dict[str, Any], int]:
-    """One pass over this worker's training rows, from global step ``step``: the mean over all
-    workers' batches of the loss and of each logged part (``train_<name>``), and the global
-    step reached."""
+    """One pass over this worker's training rows, from global step ``step`` (batches): the
+    mean over all workers' batches of the loss and of each logged part (``train_<name>``), and
+    the global step reached. The objective hears of each optimiser step (``on_step_end``) with
+    the mean loss of its group of batches."""
     sums: dict[str, float] = {}
     batches = 0
+    group: list[float] = []  # losses of the batches since the last optimiser step
     runner.train()
     for raw in data.batches(epoch):
-        batch = _to_device(raw, session.device, shape)
+        batch = task.to_device(raw, session.device)
         progress = epoch + batches / max(spec.steps_per_epoch, 1)
         loss, parts = runner(batch, progress, step)
         _check_finite(loss, parts, epoch, step)
-        run.step(loss)
         value = float(loss.detach())
-        _unwrap(runner).on_step_end(value)
+        group.append(value)
+        if run.backward(loss):
+            _unwrap(runner).on_step_end(sum(group) / len(group))
+            group = []
         sums["loss"] = sums.get("loss", 0.0) + value
         for name, part in parts.items():
             sums[name] = sums.get(name, 0.0) + float(part)
         batches += 1
         step += 1
+    if run.update():  # the epoch's last, shorter group
+        _unwrap(runner).on_step_end(sum(group) / len(group))
     names = sorted(sums)
-    reduced = _all_reduce([sums[n] for n in names] + [batches], session.device)
+    reduced = all_reduce([sums[n] for n in names] + [batches], session.device)
     means = {f"train_{n}": v / max(reduced[-1], 1) for n, v in zip(names, reduced, strict=False)}
     return means, step
 

@@ -27,15 +27,20 @@ def make_optimizer(params: Any, cfg: TrainingSettings) -> torch.optim.Optimizer:
 def make_schedule(
     optimizer: torch.optim.Optimizer, cfg: TrainingSettings, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step schedule: cosine decay to 0 over ``total_steps``, or a constant rate."""
-    if cfg.optimizer.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: (
-                0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
-            ),
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    """A per-optimiser-step schedule over ``total_steps``: a linear warm-up from 0 over
+    ``warmup_fraction`` of them, then cosine decay to 0 over the rest, or a constant rate."""
+    warmup = int(cfg.optimizer.warmup_fraction * total_steps)
+    cosine = cfg.optimizer.schedule == "cosine"
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
+            return 1.0
+        done = min(step - warmup, total_steps - warmup) / max(total_steps - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * done))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def deepspeed_engine(
@@ -52,8 +57,9 @@ def deepspeed_engine(
         zero["offload_optimizer"] = {"device": "cpu"}
     config = {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
-        "gradient_accumulation_steps": 1,
-        "train_batch_size": cfg.batch_size * world,
+        "gradient_accumulation_steps": cfg.grad_accum_steps,
+        "train_batch_size": cfg.batch_size * cfg.grad_accum_steps * world,
+        "gradient_clipping": cfg.grad_clip or 0.0,
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9,

@@ -111,7 +111,7 @@ def test_components_detail_marks_required_fields_and_reads_types(
     assert "* required: no default, the config must set it" in train
     distill = shown(capsys, "components", "distill")
     inputs = distill[distill.index("\ninputs\n") : distill.index("\noutputs\n")]
-    assert "list of LogitShards (optional)" in inputs and "| null" not in inputs
+    assert "list of LogitShards | TokenCache (optional)" in inputs and "| null" not in inputs
 
 
 def test_readable_types() -> None:

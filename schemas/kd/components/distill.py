@@ -11,6 +11,8 @@ from schemas.kd.augment import ViewSettings
 from schemas.kd.components.training import TrainingSettings
 from schemas.kd.losses import KDLoss, LossSpec
 from schemas.kd.models import ModelSpec, ModelSpecValue
+from schemas.kd.text import TokenSequences
+from schemas.kd.token_cache import TokenCache
 
 
 def _default_loss() -> LossSpec:
@@ -67,10 +69,17 @@ class DistillConfig(TrainingSettings, ViewSettings):
         return [w / total for w in self.teacher_weights]
 
 
-class DistillInputs(BaseModel):
-    data: Dataset
-    logits: list[LogitShards] | None = Field(
-        None, description="Cached teacher outputs, one per teacher (from teacher_inference)."
+class DistillStepInputs(BaseModel):
+    """The `distill` component's ports: a classifier on a dataset with logit caches, or a
+    causal language model on token sequences with the teacher's token cache."""
+
+    data: Dataset | TokenSequences = Field(
+        description="A dataset (classifiers) or packed token sequences (arch: causal_lm)."
+    )
+    logits: list[LogitShards | TokenCache] | None = Field(
+        None,
+        description="Cached teacher outputs: logit shards per teacher (teacher_inference), or "
+        "one token cache (lm_inference) for token sequences.",
     )
     teachers: list[ModelCheckpoint] | None = Field(
         None, description="Teachers run online in every worker, when no cached logits are given."
@@ -80,6 +89,16 @@ class DistillInputs(BaseModel):
         None,
         description="Student architecture from another step (student_search's `student`, "
         "`largest` or `random`); replaces `config.student`.",
+    )
+
+
+class DistillInputs(DistillStepInputs):
+    """A classifier's distillation (what `tune` trials take): a dataset and logit shards."""
+
+    data: Dataset
+    # Narrower than the step's list (list is invariant): tune's trials never hold token caches.
+    logits: list[LogitShards] | None = Field(  # type: ignore[assignment]
+        None, description="Cached teacher outputs, one per teacher (from teacher_inference)."
     )
 
 

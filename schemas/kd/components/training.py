@@ -21,6 +21,13 @@ class OptimizerConfig(Model):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only.")
     schedule: Literal["constant", "cosine"] = Field("cosine", description="Decay over all steps.")
+    warmup_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of the optimiser steps over which the rate rises linearly from 0 to "
+        "`lr` before the schedule (cosine: decays over the steps after it).",
+    )
 
 
 class ScalingSettings(Model):
@@ -77,6 +84,20 @@ class TrainingSettings(Model):
 
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1, description="Per-worker batch size.")
+    grad_accum_steps: int = Field(
+        1,
+        ge=1,
+        description="Batches whose gradients add up before each optimiser step (an effective "
+        "batch of batch_size x grad_accum_steps per worker); each batch's loss is divided by it.",
+    )
+    grad_clip: float | None = Field(
+        None, gt=0, description="Clip the gradients' global L2 norm to this before each step."
+    )
+    across_documents: bool = Field(
+        False,
+        description="Language models: also count a document's first token as a target (predicted "
+        "from the previous document's end token). Default: those targets are left out, as padding.",
+    )
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     seed: int = Field(0, description="Seeds model init, shuffling and dropout.")
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
