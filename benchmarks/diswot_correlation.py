@@ -18,9 +18,10 @@ candidates (in Ray tasks and in one process, one thread) next to the time of one
 The variants re-score the very candidates that were distilled, on the same batch (the
 component's own `search_scorer`), so only the score changes between rows of the table.
 
-Run: ``python benchmarks/diswot_correlation.py [--epochs 3] [--storage DIR]`` (about 10
-minutes on 2 idle CPU cores; a second run reuses every step from the store while the code is
-unchanged; ``--record RUN_ID`` reports on a finished run without running anything).
+Run: ``python benchmarks/diswot_correlation.py [--epochs 3] [--storage DIR]`` (4.4 minutes
+on the shared 2-core machine, each distillation on one thread; a second run reuses every step
+from the store while the code is unchanged; ``--record RUN_ID`` reports on a finished run
+without running anything).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def pipeline(epochs: int, candidates: int) -> Pipeline:
         "student_search",
         inputs=inputs,
         config=search_config(epochs, candidates),
-        resources={"num_cpus": 2},  # the distillations train with two threads
+        resources={"num_cpus": 1},  # one thread: two ran far slower on shared cores
     )
     p.add("timing", "student_search", inputs=inputs, config=TIMING_CONFIG)
     return p
