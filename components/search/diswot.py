@@ -28,7 +28,8 @@ teacher). ``init="gaussian"`` (the default) is the official correlation scripts'
 ``network_weight_gaussian_init``, applied to the teacher and to every candidate
 (``exps/parse_nb201_distill.py``, ``compute_diswot_procedure``): conv and linear weights
 N(0, 1), their biases 0, norm layers weight 1 and bias 0 (zoo `diswot_init_`).
-``init="default"`` keeps PyTorch's initialisation, as the official evolutionary searches do.
+``init="default"`` keeps the zoo's own (PyTorch's) initialisation, as the official
+evolutionary searches keep their models' own.
 `DiswotScorer` can also take a trained teacher as is (``teacher_weights="trained"``, eval
 mode): a variant, not the paper's. Networks at initialisation run with batch statistics in their
 norm layers (training mode, as the official code) and dropout off. Teacher and candidates get
