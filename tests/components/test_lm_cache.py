@@ -23,6 +23,7 @@ from components.losses.tokens import token_rows
 from components.text.artifacts import read_sequences
 from components.text.packing import target_mask
 from orchestrator import ArtifactError, ArtifactStore, run
+from schemas.engine.storage import StorageOptions
 from schemas.kd.artifacts import ModelCheckpoint
 from schemas.kd.text import TokenSequences
 from schemas.kd.token_cache import TokenCache
@@ -175,3 +176,17 @@ def test_a_reader_refuses_what_it_cannot_trust(lm: dict[str, Any]) -> None:
     other = sequences.model_copy(update={"data_version": "cd" * 32})
     with pytest.raises(ArtifactError, match=r"was computed on sequences .*, these are cdcdcd"):
         next(cached_batches(store, other, cache, "val", 8))
+
+
+def test_the_cache_in_an_s3_store(tmp_path: Path, s3_server: dict) -> None:
+    options = {"key": "testing", "secret": "testing", "endpoint_url": s3_server["endpoint"]}
+    uri = f"s3://{s3_server['bucket']}/lm-store"
+    steps = lm_steps(corpus_file(tmp_path, count=20), cache={"k": 4, "rows_per_shard": 16})
+    path = write_pipeline(tmp_path / "lm.yaml", steps)
+    record = run(path, storage=uri, storage_options=StorageOptions(**options), executor="local")
+    assert record.status.value == "succeeded", [s.error for s in record.steps if s.error]
+    cache = TokenCache.model_validate(record.step("cache").outputs["cache"])
+    sequences = TokenSequences.model_validate(record.step("tokens").outputs["sequences"])
+    store = ArtifactStore(uri, options)
+    rows = sum(len(b.row_id) for b in cached_batches(store, sequences, cache, "train", 16))
+    assert rows == sequences.splits["train"].sequences and cache.splits["train"].shards > 1

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from schemas.base import Model
+from schemas.kd.actor_pool import ActorPoolSettings
 from schemas.kd.artifacts import ModelCheckpoint
 from schemas.kd.text import TokenSequences
 from schemas.kd.token_cache import Encoding, TokenCache
@@ -15,9 +15,10 @@ from schemas.kd.token_cache import Encoding, TokenCache
 DEFAULT_K = 32
 
 
-class LMInferenceConfig(Model):
+class LMInferenceConfig(ActorPoolSettings):
     """How a teacher LM runs over token sequences and how its next-token distributions are
-    stored (`schemas.kd.token_cache`)."""
+    stored (`schemas.kd.token_cache`); `ActorPoolSettings`: in the step's own process or on an
+    actor pool."""
 
     splits: list[str] | None = Field(
         None, min_length=1, description="Splits of the sequences to cover (default: all)."
@@ -34,14 +35,6 @@ class LMInferenceConfig(Model):
         "float16", description="Storage of the log-probabilities (computed in float32)."
     )
     batch_size: int = Field(8, ge=1, description="Sequences per forward pass of the teacher.")
-    num_actors: int = Field(
-        1,
-        ge=1,
-        description="1: run the teacher in the step's own process; more: a Ray Data actor pool "
-        "of this size.",
-    )
-    cpus_per_actor: float = Field(1.0, gt=0)
-    gpus_per_actor: float = Field(0.0, ge=0, description="> 0 runs the teacher on GPUs.")
     rows_per_shard: int = Field(
         256, ge=1, description="Sequences per Parquet shard (a reader holds one shard)."
     )
@@ -55,10 +48,6 @@ class LMInferenceConfig(Model):
     def top_k(self) -> int | None:
         """Ids kept per token (None: dense)."""
         return None if self.encoding == "dense" else self.k or DEFAULT_K
-
-    def runs_in_process(self) -> bool:
-        """One actor runs in the step's own process; a pool runs on Ray Data."""
-        return self.num_actors == 1
 
 
 class LMInferenceInputs(BaseModel):
