@@ -229,6 +229,15 @@ def main() -> None:
     print(f"\nmedians of {args.repeats}; {load()}")
     for name, values in times.items():
         print(f"   {name:<16} {median(values):6.1f} s   ({', '.join(f'{v:.1f}' for v in values)})")
+    names = ("warm", "embedded", "plain 1 thread", "plain default")
+    pairs = zip(*(times[n] for n in names), strict=True)
+    per_repeat = [(w / min(p1, p0), e / min(p1, p0)) for w, e, p1, p0 in pairs]
+    print(
+        "per repeat, against the faster plain run just before it: warm "
+        + ", ".join(f"{w:.2f}x" for w, _ in per_repeat)
+        + "; embedded "
+        + ", ".join(f"{e:.2f}x" for _, e in per_repeat)
+    )
     embedded, warm = median(times["embedded"]), median(times["warm"])
     print(f"embedded run / plain script: {embedded / plain:.2f}x")
     print(
