@@ -221,3 +221,30 @@ def test_greedy_continuations_are_transformers_generate(lm: dict[str, Any]) -> N
     )
     for row, new in zip(theirs[:, 5:].tolist(), ours, strict=True):
         assert row[: len(new)] == new and (len(new) == 10 or row[len(new)] == 0)
+
+
+def test_text_prompts_and_no_teacher(lm: dict[str, Any]) -> None:
+    # The same store: only the new step runs. Without a teacher there is no agreement or KL;
+    # the prompts are the texts given, continued by every model (`continuations_of: all`).
+    texts = ["def main(", "import os\n"]
+    config = {"prompts": texts, "continuations_of": "all", "max_new_tokens": 5}
+    step = evaluate_step(["a[*].model"], **config, speed_batch_sizes=[2])
+    step["inputs"] = {k: v for k, v in step["inputs"].items() if k != "teacher"}
+    steps = [*evaluation_steps(lm["folder"] / "docs.parquet")[:-1], {**step, "id": "eval2"}]
+    path = write_pipeline(lm["folder"] / "text_prompts.yaml", steps)
+    record = run(path, storage=str(lm["folder"] / "store"), executor="local")
+    assert record.status.value == "succeeded", [s.error for s in record.steps if s.error]
+    assert {s.step_id for s in record.steps if s.status.value == "ran"} == {"eval2"}
+    report = LMEvalReport.model_validate(record.step("eval2").outputs["report"])
+    assert set(report.metrics) == {"student_0", "student_1"}  # default names
+    assert all("agreement" not in r and "tokens_per_s_b2" in r for r in report.metrics.values())
+    assert [c.prompt for c in report.continuations] == texts
+    assert [c.source for c in report.continuations] == ["prompts[0]", "prompts[1]"]
+    for c in report.continuations:
+        assert set(c.outputs) == {"student_0", "student_1"} and set(c.new_tokens.values()) == {5}
+    (comparison,) = report.comparisons  # student_1 against student_0, one model each
+    assert (comparison.a, comparison.b, comparison.paired_by) == (
+        "student_1",
+        "student_0",
+        "single",
+    )
