@@ -45,6 +45,8 @@ from _bench import ROOT, fmt_s, header, load, median, scratch
 STUDENT = {"arch": "causal_lm", "layers": 2, "width": 64, "heads": 4, "max_positions": 128}
 TEACHER = {"arch": "causal_lm", "layers": 4, "width": 128, "heads": 4, "max_positions": 128}
 TINY = {"arch": "causal_lm", "layers": 1, "width": 16, "heads": 2, "max_positions": 128}
+SPLITS = {"train": 0.9, "val": 0.05, "test": 0.05}  # the recipe's
+SMALL_SPLITS = {"train": 0.75, "val": 0.125, "test": 0.125}  # --smoke: a document each at least
 FAST = {"batch_size": 16, "optimizer": {"name": "adamw", "lr": 0.003}}
 
 
@@ -54,7 +56,12 @@ def data_steps(corpus: Path, documents: int, teacher: dict[str, Any] | None) -> 
         {
             "id": "corpus",
             "component": "corpus",
-            "config": {"uri": str(corpus), "max_documents": documents, "seed": 0},
+            "config": {
+                "uri": str(corpus),
+                "max_documents": documents,
+                "seed": 0,
+                "splits": SPLITS if documents >= 40 else SMALL_SPLITS,
+            },
         },
         {"id": "tokenizer", "component": "tokenizer", "inputs": {"corpus": "corpus.corpus"}},
         {
@@ -112,26 +119,39 @@ def student_step(how: str, student: dict[str, Any], **config: Any) -> dict[str, 
     }
 
 
-def kdorch_run(folder: Path, steps: list[dict], *extra: str) -> tuple[dict[str, Any], float]:
-    """`kdorch run` of ``steps`` in a fresh process: its run record and its peak RSS (MiB)."""
+def kdorch_run(
+    folder: Path, steps: list[dict], *extra: str, limit_s: float = 0
+) -> tuple[dict[str, Any] | None, float]:
+    """`kdorch run` of ``steps`` in a fresh process: its run record and its peak RSS (MiB);
+    with ``limit_s``, stopped after that many seconds (no record: the peak so far)."""
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump({"name": "lm_bench", "steps": steps}, sort_keys=False))
     command = [sys.executable, "-m", "orchestrator", "run", str(path), "--executor", "local"]
     command += ["--storage", str(folder / "store"), "--json", *extra]
     # A wrapper process waits for kdorch alone, so its children's peak is kdorch's.
     probe = (
-        "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+        "import resource, subprocess, sys; limit = float(sys.argv[1]) or None\n"
+        "try:\n code = subprocess.run(sys.argv[2:], timeout=limit).returncode\n"
+        "except subprocess.TimeoutExpired:\n code = 124\n"
         "print('RSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
         "sys.exit(code)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe, *command], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", probe, str(limit_s), *command],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
+    if done.returncode == 124:
+        return None, peak_of(done.stderr)
     if done.returncode != 0:
         raise SystemExit(f"kdorch run failed:\n{done.stderr[-3000:]}")
-    rss = [line for line in done.stderr.splitlines() if line.startswith("RSS ")]
-    peak = int(rss[-1].split()[1]) / 1024 if rss else float("nan")
-    return json.loads(done.stdout), peak
+    return json.loads(done.stdout), peak_of(done.stderr)
+
+
+def peak_of(stderr: str) -> float:
+    rss = [line for line in stderr.splitlines() if line.startswith("RSS ")]
+    return int(rss[-1].split()[1]) / 1024 if rss else float("nan")
 
 
 def step_of(record: dict[str, Any], step: str) -> dict[str, Any]:
@@ -174,25 +194,27 @@ def memory_figures(args: argparse.Namespace, folder: Path) -> None:
         where.mkdir(exist_ok=True)
         steps = data_steps(args.corpus, documents, None)
         record, _ = kdorch_run(where, steps)
+        assert record is not None
         cache = step_of(record, "cache")["outputs"]["cache"]
         train = cache["splits"]["train"]
         for held in (False, True):
             step = student_step("cache", TINY, worker_cache_mb=4096 if held else 0)
-            record, peak = kdorch_run(
-                where, [*steps, step], "--set", "steps.student.cache=recompute"
+            again = ("--set", "steps.student.cache=recompute")
+            done, peak = kdorch_run(where, [*steps, step], *again, limit_s=args.limit_s)
+            epoch = (
+                fmt_s(step_of(done, "student")["outputs"]["history"][0]["seconds"])
+                if done is not None
+                else f"stopped at {args.limit_s:.0f} s"
             )
-            history = step_of(record, "student")["outputs"]["history"]
             how = "held" if held else "streamed"
-            rows.append(
-                (documents, train["tokens"], cache["bytes"], how, peak, history[0]["seconds"])
-            )
+            rows.append((documents, train["tokens"], cache["bytes"], how, peak, epoch))
             print(f"   {documents} documents, {how}: peak {peak:,.0f} MiB ({load()})", flush=True)
     print("\n| documents | train tokens | cache (all splits) | data | peak RSS | epoch |")
-    print("| ---: | ---: | ---: | --- | ---: | ---: |")
-    for documents, tokens, size, how, peak, seconds in rows:
+    print("| ---: | ---: | ---: | --- | ---: | --- |")
+    for documents, tokens, size, how, peak, epoch in rows:
         print(
             f"| {documents} | {tokens:,} | {size / 2**20:,.1f} MiB | {how} | {peak:,.0f} MiB "
-            f"| {fmt_s(seconds)} |"
+            f"| {epoch} |"
         )
     print(f"   {load()}")
 
@@ -204,6 +226,12 @@ def main() -> None:
     parser.add_argument("--all-documents", type=int, default=734)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="peak memory, streamed vs held")
+    parser.add_argument(
+        "--limit-s",
+        type=float,
+        default=0,
+        help="--memory: stop each distill step after this many seconds (the peak so far)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a small slice, one repeat")
     parser.add_argument("--keep", help="keep the store in this folder")
     args = parser.parse_args()
