@@ -19,7 +19,9 @@ sees. Every run is ``kdorch run`` as a subprocess: CLI start, the run, its shutd
 
 They alternate, REPEATS times each (plain first). Goal: warm <= 1.3x plain.
 
-Run: ``python benchmarks/warm_cluster.py`` (~5 minutes on 2 busy cores); ``--repeats N``.
+Run: ``python benchmarks/warm_cluster.py`` (~5 minutes on 2 busy cores); ``--repeats N``;
+``--one-thread``: the plain script with one torch thread only (torch's default threads
+oversubscribe a busy 2-core machine, 2-20x slower there, and cost the benchmark minutes).
 """
 
 from __future__ import annotations
@@ -165,16 +167,23 @@ def run_plain(path: Path, store: Path, env: dict[str, str], threads: int) -> tup
 
 
 # -- the comparison -------------------------------------------------------------------------------
-def measure(folder: Path, repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
+PLAINS = {1: "plain 1 thread", 0: "plain default"}
+
+
+def measure(
+    folder: Path, repeats: int, env: dict[str, str], threads: tuple[int, ...]
+) -> dict[str, list[float]]:
     path, store = pipeline(folder), folder / "store"
     seconds, _ = kdorch(["run", str(path), "--storage", str(store)], env)
     print(f"   the cache (data, teacher, logits, student) filled in {seconds:.1f} s", flush=True)
-    times: dict[str, list[float]] = {"plain 1 thread": [], "plain default": [], "embedded": []}
-    times.update({"warm": [], "kdorch up": [], "step (warm)": [], "step (embedded)": []})
+    times: dict[str, list[float]] = {PLAINS[t]: [] for t in threads}
+    times.update({"embedded": [], "warm": [], "kdorch up": []})
+    times.update({"step (warm)": [], "step (embedded)": []})
     lr = 0.003
     for _ in range(repeats):
-        for threads, name in ((1, "plain 1 thread"), (0, "plain default")):
-            seconds, plain = run_plain(path, store, env, threads)
+        for count in threads:
+            name = PLAINS[count]
+            seconds, plain = run_plain(path, store, env, count)
             times[name].append(seconds)
             print(
                 f"   {name:<15} {seconds:6.1f} s (training {plain['train_s']:.1f} s, val "
@@ -208,6 +217,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--plain-only", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--one-thread",
+        action="store_true",
+        help="time the plain script with one torch thread only (torch's default oversubscribes "
+        "a busy 2-core machine: 2-20x slower there)",
+    )
     args = parser.parse_args()
     if args.plain_only:
         path, store, out = args.plain_only
@@ -220,18 +235,19 @@ def main() -> None:
     env.update({"KDORCH_HOME": str(folder / "home"), "RAY_DATA_DISABLE_PROGRESS_BARS": "1"})
     env["PYTHONPATH"] = str(snapshot(folder))  # also the runs' working directory
     try:
-        times = measure(folder, args.repeats, env)
+        threads = (1,) if args.one_thread else (1, 0)
+        times = measure(folder, args.repeats, env, threads)
     finally:
         if (folder / "home" / "local_cluster.json").exists():
             kdorch(["down"], env, check=False)
         shutil.rmtree(folder, ignore_errors=True)
-    plain = min(median(times["plain 1 thread"]), median(times["plain default"]))
+    plains = [PLAINS[t] for t in threads]
+    plain = min(median(times[name]) for name in plains)
     print(f"\nmedians of {args.repeats}; {load()}")
     for name, values in times.items():
         print(f"   {name:<16} {median(values):6.1f} s   ({', '.join(f'{v:.1f}' for v in values)})")
-    names = ("warm", "embedded", "plain 1 thread", "plain default")
-    pairs = zip(*(times[n] for n in names), strict=True)
-    per_repeat = [(w / min(p1, p0), e / min(p1, p0)) for w, e, p1, p0 in pairs]
+    pairs = zip(times["warm"], times["embedded"], *(times[n] for n in plains), strict=True)
+    per_repeat = [(w / min(p), e / min(p)) for w, e, *p in pairs]
     print(
         "per repeat, against the faster plain run just before it: warm "
         + ", ".join(f"{w:.2f}x" for w, _ in per_repeat)
