@@ -22,6 +22,7 @@ import torch
 from components.training.data import TrainingData
 from components.training.loop import BEST_FILE, DS_TAG, MODEL_FILE, LoopResult, LoopSpec, run_loop
 from components.training.session import LocalSession
+from components.training.tensorboard import EpochBoard, epoch_board
 from orchestrator import StepContext
 from schemas.kd.components.training import TrainingSettings
 
@@ -48,19 +49,25 @@ def fit(ctx: StepContext, spec: LoopSpec, data: TrainingData, *, resume: str = "
     that trains several models gives each its own.
     """
     settings = spec.training
-    if settings.runs_in_process():
-        result = _fit_here(ctx, spec, data, resume)
-        chosen = result.best_state if settings.select == "best" else result.student_state
-        state = chosen if chosen is not None else result.student_state
-        return _summary(state, result.history, result.resumes)
-    return _fit_ray_train(ctx, spec, data)
+    with epoch_board(ctx, resume) as board:  # TensorBoard curves, when the run is tracked
+        if settings.runs_in_process():
+            result = _fit_here(ctx, spec, data, resume, board)
+            chosen = result.best_state if settings.select == "best" else result.student_state
+            state = chosen if chosen is not None else result.student_state
+            return _summary(state, result.history, result.resumes)
+        fitted = _fit_ray_train(ctx, spec, data)
+        if board is not None:
+            board.history(fitted.history)
+        return fitted
 
 
 #: Seconds between two epoch lines of a training step on the console.
 PROGRESS_EVERY_S = 5.0
 
 
-def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData, resume: str) -> LoopResult:
+def _fit_here(
+    ctx: StepContext, spec: LoopSpec, data: TrainingData, resume: str, board: EpochBoard | None
+) -> LoopResult:
     settings = spec.training
     use_gpu = settings.scaling.use_gpu and torch.cuda.is_available()
     device = torch.device("cuda" if use_gpu else "cpu")
@@ -78,6 +85,8 @@ def _fit_here(ctx: StepContext, spec: LoopSpec, data: TrainingData, resume: str)
         seconds = float(metrics.get("seconds") or 0.0)
         epoch = int(metrics["epoch"])
         dashboard.training_epoch(ctx.step_id, epoch, rows / max(seconds, 1e-9))
+        if board is not None:
+            board.epoch(metrics)
         # A line every few seconds (and for the last epoch): progress, not a flood.
         if epoch + 1 < epochs and time.monotonic() - last_line[0] < PROGRESS_EVERY_S:
             return
@@ -124,6 +133,8 @@ def _entry(config: dict[str, Any]) -> None:
             columns = ray.get(config["held"][split])
             mine = {n: v[session.rank :: session.world] for n, v in columns.items()}
             return as_tensors(mine)
+        if split in config["own"]:  # a source that makes each worker's batches itself
+            return config["own"][split]
         return ray.train.get_dataset_shard(split)
 
     run_loop(spec, session, source("train"), source(spec.training.eval_split))
@@ -150,6 +161,7 @@ def _fit_ray_train(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitR
     settings = spec.training
     scaling = settings.scaling
     held = {split: ray.put(columns) for split, columns in data.held.items()}
+    own = {s: d for s, d in data.streamed.items() if hasattr(d, "for_worker")}
     # Elastic: (min, max) grows as nodes arrive (Ray Train V2; V1's type stubs say int).
     workers: Any = (
         (scaling.min_workers, scaling.num_workers)
@@ -163,7 +175,7 @@ def _fit_ray_train(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitR
     )
     trainer = TorchTrainer(
         _entry,
-        train_loop_config={"spec": spec, "held": held},
+        train_loop_config={"spec": spec, "held": held, "own": own},
         scaling_config=ScalingConfig(
             num_workers=workers,
             use_gpu=scaling.use_gpu,
@@ -175,7 +187,7 @@ def _fit_ray_train(ctx: StepContext, spec: LoopSpec, data: TrainingData) -> FitR
         ),
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         run_config=run_config(ctx, settings),
-        datasets=dict(data.streamed),
+        datasets={s: d for s, d in data.streamed.items() if s not in own},
     )
     result = trainer.fit()
     if result.error is not None:

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,39 @@ def recipe_overrides(pipeline: Path, tmp_path: Path) -> list[str]:
 
         folder = write_mnist_png(tmp_path / "data" / "mnist_png")
         return ["--set", f"params.images={folder}"]
+    if pipeline.stem == "lm_kd":
+        from components.text.bundled import write_stdlib
+
+        corpus = write_stdlib(tmp_path / "data" / "stdlib.parquet")
+        return ["--set", f"params.corpus={corpus}"]
     return []
+
+
+def check_lm_report(step: dict[str, Any], storage: str, vocab: int) -> None:
+    """An lm_evaluate report: every model better than uniform over the vocabulary, the recipes
+    compared (paired, with a verdict), the files written."""
+    report = step["outputs"]["report"]
+    for name, row in report["metrics"].items():
+        assert row["perplexity"] < vocab, (name, row["perplexity"])
+    comparisons = report["comparisons"]
+    assert comparisons and all(c["pairs"] and c["verdict"] for c in comparisons), comparisons
+    folder = Path(storage) / report["path"]
+    assert "## Paired comparisons" in (folder / "report.md").read_text()
+    assert (folder / "perplexity.png").exists() and report["continuations"]
+
+
+def check_lm_training(record: dict[str, Any], vocab: int) -> None:
+    """The language models of lm_kd trained (issue 18): each val loss below a uniform guess
+    over the vocabulary, every student smaller than the teacher."""
+    import math
+
+    trained = [s for s in record["steps"] if s["component"] in ("train", "distill")]
+    sizes = {s["step_id"]: s["outputs"]["model"]["num_parameters"] for s in trained}
+    for step in trained:
+        val_loss = step["outputs"]["metrics"]["val_loss"]
+        assert math.isfinite(val_loss) and val_loss < math.log(vocab), (step["step_id"], val_loss)
+        if step["step_id"] != "teacher":
+            assert sizes[step["step_id"]] < sizes["teacher"], sizes
 
 
 def kdorch(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -77,8 +110,13 @@ def test_pipeline_smoke_profile(pipeline: Path, ray_cluster: str, tmp_path: Path
     assert first.returncode == 0, first.stderr[-3000:]
     record = json.loads(first.stdout)
     assert {s["status"] for s in record["steps"]} == {"ran"}
+    if pipeline.stem == "lm_kd":
+        check_lm_training(record, vocab=400)  # the smoke profile's tokenizer
+    language = [s for s in record["steps"] if s["component"] == "lm_evaluate"]
+    for step in language:
+        check_lm_report(step, record["storage"], vocab=400)  # the smoke profile's tokenizer
     reports = [s for s in record["steps"] if s["component"] == "evaluate"]
-    assert reports, "every recipe ends in an evaluation"
+    assert reports or language, "every recipe ends in an evaluation"
     for step in reports:
         metrics = step["outputs"]["metrics"]
         baseline = step["outputs"]["report"]["baselines"]["majority"]
