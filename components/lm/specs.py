@@ -98,6 +98,25 @@ def vocabulary_mismatch(
     )
 
 
+def check_tokenizer(spec: CausalLMSpec, record: LMTokenizer, where: str) -> None:
+    """Refuse ``spec`` for a tokenizer ``record`` (described by ``where``) whose vocabulary
+    differs from the model's, or that is not the tokenizer the model records.
+
+    Raises:
+        LMError: located at ``vocab_size`` (or ``path``) or ``tokenizer``.
+    """
+    vocab = vocab_of(spec)
+    if vocab is not None and vocab != record.vocab_size:
+        field = "vocab_size" if spec.vocab_size is not None else "path"
+        raise LMError(vocabulary_mismatch(vocab, record.vocab_size, describe(spec), where), field)
+    if spec.tokenizer is not None and spec.tokenizer != record:
+        raise LMError(
+            f"{describe(spec)} was made for another tokenizer (data version "
+            f"{spec.tokenizer.version[:12]}, {spec.tokenizer.vocab_size:,} ids) than {where}",
+            "tokenizer",
+        )
+
+
 def fit_to_tokenizer(spec: CausalLMSpec, tokenizer: TextTokenizer) -> CausalLMSpec:
     """``spec`` with ``vocab_size`` and ``tokenizer`` filled from the tokenizer artifact.
 
@@ -106,19 +125,8 @@ def fit_to_tokenizer(spec: CausalLMSpec, tokenizer: TextTokenizer) -> CausalLMSp
             model already records another tokenizer.
     """
     where = f"the tokenizer (data version {tokenizer.data_version[:12]})"
-    vocab = vocab_of(spec)
-    if vocab is not None and vocab != tokenizer.vocab_size:
-        field = "vocab_size" if spec.vocab_size is not None else "path"
-        raise LMError(
-            vocabulary_mismatch(vocab, tokenizer.vocab_size, describe(spec), where), field
-        )
     record = tokenizer_record(tokenizer)
-    if spec.tokenizer is not None and spec.tokenizer != record:
-        raise LMError(
-            f"{describe(spec)} was made for another tokenizer (data version "
-            f"{spec.tokenizer.version[:12]}, {spec.tokenizer.vocab_size:,} ids) than {where}",
-            "tokenizer",
-        )
+    check_tokenizer(spec, record, where)
     return spec.model_copy(update={"vocab_size": tokenizer.vocab_size, "tokenizer": record})
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from components.lm.checks import positions_problem, vocab_problem
-from components.lm.specs import LMError, describe, positions_of, vocab_of, vocabulary_mismatch
+from components.lm.specs import LMError, check_tokenizer, describe, positions_of, vocab_of
 from components.text.promises import Promised
 from orchestrator.component import ConfigIssue, Wiring
 from schemas.kd.artifacts import ModelCheckpoint
@@ -166,19 +166,8 @@ def fit_to_sequences(spec: CausalLMSpec, sequences: TokenSequences) -> CausalLMS
         LMError: another vocabulary or tokenizer, or sequences longer than the positions.
     """
     where = f"the sequences' tokenizer (data version {sequences.tokenizer_version[:12]})"
-    vocab = vocab_of(spec)
-    if vocab is not None and vocab != sequences.vocab_size:
-        field = "vocab_size" if spec.vocab_size is not None else "path"
-        raise LMError(
-            vocabulary_mismatch(vocab, sequences.vocab_size, describe(spec), where), field
-        )
     record = sequences_tokenizer(sequences)
-    if spec.tokenizer is not None and spec.tokenizer != record:
-        raise LMError(
-            f"{describe(spec)} was made for another tokenizer (data version "
-            f"{spec.tokenizer.version[:12]}, {spec.tokenizer.vocab_size:,} ids) than {where}",
-            "tokenizer",
-        )
+    check_tokenizer(spec, record, where)
     positions = positions_of(spec)
     if positions is not None and sequences.seq_len > positions:
         raise LMError(
