@@ -4,8 +4,9 @@ One worker with DDP (the default) runs `run_loop` right here — no `TorchTraine
 actors, none of Ray Train's ~12 s start-up — and resumes after a crash from the checkpoint in
 the store when Ray restarts the step's task (`Component.task_retries`). Several workers, or
 DeepSpeed, run a `TorchTrainer`; our settings become Ray's config objects only here. Held data
-reaches Ray Train workers through the object store (each worker takes rows ``rank::world``);
-streamed data as Ray Data datasets.
+reaches Ray Train workers through the object store (each worker takes rows ``rank::world``, the
+same count on every worker for training: see `worker_rows`); streamed data as Ray Data datasets
+(Ray Train's equal splits).
 """
 
 from __future__ import annotations
@@ -119,6 +120,16 @@ def _summary(
     return FitResult(student_state=state, history=history, metrics=metrics)
 
 
+def worker_rows(columns: dict[str, Any], rank: int, world: int, *, equal: bool) -> dict[str, Any]:
+    """Worker ``rank``'s rows of held ``columns``: rows ``rank::world``. ``equal`` cuts every
+    worker to ``rows // world`` of them (at most ``world - 1`` rows of the split left out), so
+    every worker runs the same number of batches: DDP all-reduces every backward pass, and a
+    worker with one batch more would wait for the others for ever."""
+    rows = len(next(iter(columns.values()))) if columns else 0
+    stop = rows // world * world if equal else rows
+    return {name: value[rank:stop:world] for name, value in columns.items()}
+
+
 def _entry(config: dict[str, Any]) -> None:
     import ray
 
@@ -131,8 +142,8 @@ def _entry(config: dict[str, Any]) -> None:
     def source(split: str) -> Any:
         if split in config["held"]:
             columns = ray.get(config["held"][split])
-            mine = {n: v[session.rank :: session.world] for n, v in columns.items()}
-            return as_tensors(mine)
+            equal = split == "train"  # DDP steps in lockstep; evaluation only sums at the end
+            return as_tensors(worker_rows(columns, session.rank, session.world, equal=equal))
         if split in config["own"]:  # a source that makes each worker's batches itself
             return config["own"][split]
         return ray.train.get_dataset_shard(split)
