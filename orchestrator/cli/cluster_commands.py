@@ -14,6 +14,7 @@ from orchestrator.cli.options import (
     SetOpt,
     StorageOpt,
     StorageOptionOpt,
+    TrackOpt,
 )
 from orchestrator.cli.root import err, out
 from orchestrator.storage.options import parse_storage_options
@@ -34,6 +35,7 @@ def submit(
             "cluster's image already holds kdorch and your components).",
         ),
     ] = True,
+    track: TrackOpt = None,
 ) -> None:
     """Send a run to a Ray cluster through the Ray Jobs API (the project ships as working_dir)."""
     from orchestrator.cli.submit import submit_job
@@ -48,6 +50,7 @@ def submit(
         wait=wait,
         console=err,
         ship=ship,
+        track=track,
     )
     if code:
         raise typer.Exit(code)

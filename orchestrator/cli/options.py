@@ -60,3 +60,13 @@ JobAddressOpt = Annotated[
     str, typer.Option("--address", help="Ray dashboard/Jobs address, e.g. http://head:8265.")
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
+TrackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--track",
+        metavar="URI",
+        help="Track the run in MLflow (and TensorBoard): a tracking server "
+        "(http://HOST:5000), a database URI, or 'local' for a SQLite store in the artifact "
+        "store (docs/tracking.md).",
+    ),
+]

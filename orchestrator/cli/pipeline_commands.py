@@ -23,6 +23,7 @@ from orchestrator.cli.options import (
     SetOpt,
     StorageOpt,
     StorageOptionOpt,
+    TrackOpt,
 )
 from orchestrator.cli.progress import ConsoleReporter, summary_table
 from orchestrator.cli.root import configure_logging, err, out
@@ -174,16 +175,7 @@ def run(
         str | None,
         typer.Option("--run-id", hidden=True, help="The run's id (kdorch submit: the job's)."),
     ] = None,
-    track: Annotated[
-        str | None,
-        typer.Option(
-            "--track",
-            metavar="URI",
-            help="Track the run in MLflow (and TensorBoard): a tracking server "
-            "(http://HOST:5000), a database URI, or 'local' for a SQLite store in the artifact "
-            "store (docs/tracking.md).",
-        ),
-    ] = None,
+    track: TrackOpt = None,
 ) -> None:
     """Run a pipeline: cached steps are reused, the rest run on Ray."""
     options = parse_storage_options(storage_option or [])

@@ -36,10 +36,13 @@ def build_entrypoint(
     profile: str | None,
     storage: str | None,
     run_id: str | None = None,
+    track: str | None = None,
 ) -> str:
     parts = ["python", "-m", "orchestrator", "run", pipeline]
     if run_id:
         parts += ["--run-id", run_id]
+    if track:
+        parts += ["--track", track]
     for item in overrides:
         parts += ["--set", item]
     if profile:
@@ -49,10 +52,29 @@ def build_entrypoint(
     return shlex.join(parts)
 
 
-def submit_with_retries(client: Any, timeout: float = 60.0, **job: Any) -> None:
-    """Submit; a head that has just started answers "No available agent" for a while: retry
-    that, and turn anything else into a message instead of a traceback."""
+def _check_tracking(block: Any, track: str | None, store_uri: str) -> None:
+    """Refuse, before the job is sent, a tracking request the cluster could not honour: a bad
+    URI, or the default SQLite store (a file in the artifact store) under an object store."""
+    from orchestrator.tracking.settings import masked, requested
+
+    settings = requested(block, track)
+    if settings is None or settings.uri or "://" not in store_uri:
+        return
+    raise ConfigError(
+        f"--track {masked(track or 'local')}: the default MLflow store is a SQLite file inside "
+        f"the artifact store, but the job's store is {store_uri}. Give a tracking server the "
+        "cluster can reach: --track http://HOST:5000 (docs/tracking.md)"
+    )
+
+
+def submit_with_retries(
+    client: Any, console: Console | None = None, timeout: float = 300.0, **job: Any
+) -> None:
+    """Submit; a head that has just started answers "No available agent" for a while (a minute
+    or more on busy cores): retry that, saying so once, and turn anything else into a message
+    instead of a traceback."""
     deadline = time.monotonic() + timeout
+    said = False
     while True:
         try:
             client.submit_job(**job)
@@ -60,6 +82,11 @@ def submit_with_retries(client: Any, timeout: float = 60.0, **job: Any) -> None:
         except RuntimeError as e:
             if "No available agent" not in str(e) or time.monotonic() > deadline:
                 raise KdorchError(f"the Ray Jobs API refused the job: {e}") from e
+            if console is not None and not said:
+                console.print(
+                    f"the head's job agent is not ready yet; retrying for up to {timeout:.0f} s"
+                )
+                said = True
             time.sleep(1.0)
 
 
@@ -74,6 +101,7 @@ def submit_job(
     console: Console,
     working_dir: Path | None = None,
     ship: bool = True,
+    track: str | None = None,
 ) -> int:
     """Submit; with ``wait`` follow the logs and return 0 on success, 1 otherwise."""
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -91,6 +119,7 @@ def submit_job(
             "[yellow]warning:[/] the artifact store is a local path on the cluster's head node; "
             "use --storage s3://... to keep artifacts beyond the cluster"
         )
+    _check_tracking(spec.tracking, track, storage or spec.storage or "")
     runtime_env: dict[str, Any] = (
         {"working_dir": str(root), "excludes": WORKING_DIR_EXCLUDES} if ship else {}
     )
@@ -101,13 +130,16 @@ def submit_job(
         raise KdorchError(f"cannot reach the Ray Jobs API at {address}: {e}") from e
     # The job's submission id is also the run's id: `kdorch status` finds its record by it.
     job_id = f"kdorch-{spec.name[:40]}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    entrypoint = build_entrypoint(str(relative), overrides, profile, storage, run_id=job_id)
+    entrypoint = build_entrypoint(
+        str(relative), overrides, profile, storage, run_id=job_id, track=track
+    )
     store_uri = storage or spec.storage or ""
     metadata = {PIPELINE_KEY: spec.name, STORAGE_KEY: store_uri}
     if spec.storage_options.endpoint_url:
         metadata[ENDPOINT_KEY] = spec.storage_options.endpoint_url
     submit_with_retries(
         client,
+        console,
         entrypoint=entrypoint,
         runtime_env=runtime_env,
         metadata=metadata,

@@ -78,6 +78,8 @@ def test_no_wait_then_status_and_logs_read_the_run_back(ray_dashboard: str, tmp_
         ray_dashboard,
         "--storage",
         str(store),
+        "--track",
+        "local",
         "--no-wait",
     )
     assert submitted.returncode == 0, submitted.stderr
@@ -94,6 +96,7 @@ def test_no_wait_then_status_and_logs_read_the_run_back(ray_dashboard: str, tmp_
     logs = kdorch("logs", job, "--address", ray_dashboard)
     assert logs.returncode == 0 and "data" in logs.stdout
     assert (store / "runs" / job / "run.json").exists()  # the run's id is the job's
+    assert (store / "tracking" / "mlflow.db").exists()  # --track travelled with the job
 
 
 def test_status_and_logs_of_an_unknown_job_say_so_in_one_line(ray_dashboard: str) -> None:
