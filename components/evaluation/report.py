@@ -173,9 +173,9 @@ def notes(adaptation: Mapping[str, Mapping[str, list[int]]]) -> str:
             for domain, rows in domains.items():
                 shown = ", ".join(map(str, rows[:8])) + (" ..." if len(rows) > 8 else "")
                 lines.append(
-                    f"- `{key}` adapted to {domain} on its first {len(rows)} rows by row_id "
-                    f"(labels unused): {shown}; every {domain} row was then predicted with "
-                    "those weights"
+                    f"- `{key}` adapted to {domain} on {len(rows)} of its rows, in disjoint "
+                    f"batches by row_id (labels unused): {shown}; every {domain} row was "
+                    "predicted with the weights of a batch that does not hold it"
                 )
     return "\n".join(lines) + ("\n" if lines else "")
 

@@ -18,7 +18,7 @@ class AggregatorComponent(Component[AggregatorConfig, AggregatorInputs, Aggregat
     """
 
     key = "aggregator"
-    version = "1"
+    version = "2"
     Config = AggregatorConfig
     Inputs = AggregatorInputs
     Outputs = AggregatorOutputs
@@ -26,12 +26,13 @@ class AggregatorComponent(Component[AggregatorConfig, AggregatorInputs, Aggregat
 
     @classmethod
     def check_wiring(cls, config: AggregatorConfig, wiring: Wiring) -> list[ConfigIssue]:
-        """A multi-domain dataset with the held-out domains (and the train and val splits its
-        pre-training reads), and at least two experts (`components.metadmoe.checks`)."""
+        """A multi-domain dataset with the held-out domains (and the splits its pre-training
+        reads: train and `eval_split`), and at least two experts (`components.metadmoe.checks`)."""
         from components.metadmoe.checks import metadmoe_issues
 
-        splits = ("train", "val") if config.epochs else ()
-        return metadmoe_issues(wiring, "the aggregator", config.exclude_domains, splits)
+        splits = ("train",) if config.epochs else ()
+        named = {"eval_split": config.eval_split} if config.epochs else {}
+        return metadmoe_issues(wiring, "the aggregator", config.exclude_domains, splits, named)
 
     def run(self, inputs: AggregatorInputs, ctx: StepContext) -> AggregatorOutputs:
         from components.metadmoe.checkpoints import save_aggregator

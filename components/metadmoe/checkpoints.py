@@ -25,6 +25,8 @@ from schemas.kd.artifacts import (
 )
 
 AGGREGATOR_FILE = "aggregator.pt"
+ENTROPY_KIND = "entropy_tta"
+ADAPTIVE_KINDS = ("meta_dmoe", ENTROPY_KIND)
 
 
 def _state_bytes(module: torch.nn.Module) -> bytes:
@@ -70,12 +72,14 @@ def save_adaptive(
     adaptation: Adaptation,
     metrics: dict[str, float],
     trained_domains: list[str],
+    kind: str = "meta_dmoe",
 ) -> AdaptiveModelCheckpoint:
     plain = save_model(ctx, port, student, metrics=metrics)
     ctx.store.write_bytes(f"{plain.path}/{AGGREGATOR_FILE}", _state_bytes(aggregator))
     return AdaptiveModelCheckpoint(
         **plain.model_dump(exclude={"trained_domains"}),
         trained_domains=trained_domains,
+        kind=kind,
         adaptation=adaptation,
         experts=experts,
         aggregator=aggregator_ref,
@@ -83,8 +87,9 @@ def save_adaptive(
 
 
 def load_adaptive(store: ArtifactStore, ref: AdaptiveModelCheckpoint) -> AdaptiveMetaDMoE:
-    """The adaptive model of a checkpoint, ready for ``adapt``/``predict``."""
-    if ref.kind != "meta_dmoe":
+    """The adaptive model of a checkpoint, ready for ``adapt``/``predict`` (kind ``meta_dmoe``;
+    ``entropy_tta``: the entropy-minimisation control, whose experts are not loaded)."""
+    if ref.kind not in ADAPTIVE_KINDS:
         raise ValueError(f"unknown adaptive model kind {ref.kind!r} at {store.uri(ref.path)}")
     student, _ = load_model(store, ref)
     aggregator = build_aggregator(ref.aggregator)
@@ -92,11 +97,13 @@ def load_adaptive(store: ArtifactStore, ref: AdaptiveModelCheckpoint) -> Adaptiv
         io.BytesIO(store.read_file(ref, AGGREGATOR_FILE)), map_location="cpu", weights_only=True
     )
     aggregator.load_state_dict(state)
-    experts = [load_model(store, e)[0] for e in ref.experts]
+    entropy = ref.kind == ENTROPY_KIND
+    experts = [] if entropy else [load_model(store, e)[0] for e in ref.experts]
     return AdaptiveMetaDMoE(
         student,
         aggregator,
         experts,
         inner_lr=ref.adaptation.inner_lr,
         steps=ref.adaptation.steps,
+        entropy=entropy,
     )

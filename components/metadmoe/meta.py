@@ -192,6 +192,7 @@ def meta_step(
     *,
     inner_lr: float,
     log_pre_adaptation: bool = False,
+    first_order: bool = False,
 ) -> MetaStepOutput:
     """One meta-distillation step (module docstring): the outer loss and its logged parts.
 
@@ -207,6 +208,8 @@ def meta_step(
         inner_lr: alpha, the inner step size.
         log_pre_adaptation: also compute CE on the query before the inner step (one extra
             forward without gradient), the official "Loss Before" log line.
+        first_order: treat the inner gradient as a constant (first-order MAML): dL/dtheta
+            passes straight through theta', and phi gets no gradient (an ablation).
 
     The student and the aggregator run in eval mode (restored afterwards), and under
     ``torch.enable_grad()`` (the inner step needs gradients even inside ``no_grad``). Nothing
@@ -222,7 +225,9 @@ def meta_step(
     with eval_mode(student, aggregator), torch.enable_grad():
         target = aggregator(support_expert_feats, support_mask)
         weights: FastWeights = dict(feature_parameters(student))
-        fast, mse = inner_step(student, weights, x_support, target, inner_lr, create_graph=True)
+        fast, mse = inner_step(
+            student, weights, x_support, target, inner_lr, create_graph=not first_order
+        )
         logits = student.classifier(student_features(student, fast, x_query))
         ce = F.cross_entropy(logits, y_query)
         ce_before = None
@@ -270,6 +275,34 @@ def adapt(
                 student, weights, x_unlabeled, target, inner_lr, create_graph=False
             )
             weights = {n: w.detach().requires_grad_() for n, w in updated.items()}
+    return {n: w.detach() for n, w in weights.items()}
+
+
+def adapt_entropy(
+    student: KDModel, x_unlabeled: Tensor, inner_lr: float, steps: int = 1
+) -> FastWeights:
+    """A control for test-time adaptation without experts: ``steps`` gradient steps of
+    ``inner_lr`` on the feature extractor (the weights `adapt` moves) minimising the mean
+    entropy of the student's predictions on ``x_unlabeled`` (Tent's objective, Wang et al.,
+    ICLR 2021, on the same parameters as Meta-DMoE's step). Eval mode; detached fast weights."""
+    _check_inner_lr(inner_lr)
+    with eval_mode(student), torch.enable_grad():
+        weights: FastWeights = {
+            n: p.detach().clone().requires_grad_() for n, p in feature_parameters(student).items()
+        }
+        for _ in range(steps):
+            log_p = F.log_softmax(
+                student.classifier(student_features(student, weights, x_unlabeled)), 1
+            )
+            entropy = -(log_p.exp() * log_p).sum(1).mean()
+            names = list(weights)
+            grads = torch.autograd.grad(entropy, [weights[n] for n in names], allow_unused=True)
+            weights = {
+                n: (weights[n] if g is None else weights[n] - inner_lr * g)
+                .detach()
+                .requires_grad_()
+                for n, g in zip(names, grads, strict=True)
+            }
     return {n: w.detach() for n, w in weights.items()}
 
 

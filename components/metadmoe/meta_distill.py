@@ -22,7 +22,7 @@ class MetaDistill(Component[MetaDistillConfig, MetaDistillInputs, MetaDistillOut
     """
 
     key = "meta_distill"
-    version = "1"
+    version = "2"
     Config = MetaDistillConfig
     Inputs = MetaDistillInputs
     Outputs = MetaDistillOutputs
@@ -45,7 +45,7 @@ class MetaDistill(Component[MetaDistillConfig, MetaDistillInputs, MetaDistillOut
 
     def run(self, inputs: MetaDistillInputs, ctx: StepContext) -> MetaDistillOutputs:
         from components.artifacts.checkpoints import save_model
-        from components.metadmoe.checkpoints import save_adaptive
+        from components.metadmoe.checkpoints import ENTROPY_KIND, save_adaptive
         from components.metadmoe.meta_distillation import meta_distill
 
         cfg, data = self.config, inputs.data
@@ -63,6 +63,7 @@ class MetaDistill(Component[MetaDistillConfig, MetaDistillInputs, MetaDistillOut
             Adaptation(support_size=cfg.support_size, inner_lr=cfg.inner_lr, steps=1),
             result.metrics,
             sources,
+            kind=ENTROPY_KIND if cfg.adaptation == "entropy" else "meta_dmoe",
         )
         return MetaDistillOutputs(
             model=model, adaptive=adaptive, metrics=result.metrics, history=result.history

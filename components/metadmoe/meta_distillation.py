@@ -22,7 +22,15 @@ from components.metadmoe.checkpoints import load_aggregator
 from components.metadmoe.data import ExpertRows, domain_batches, load_expert_rows
 from components.metadmoe.experts import usable_caches
 from components.metadmoe.masking import expert_mask
-from components.metadmoe.meta import eval_mode, feature_parameters, inner_step, meta_step, predict
+from components.metadmoe.meta import (
+    FastWeights,
+    adapt_entropy,
+    eval_mode,
+    feature_parameters,
+    inner_step,
+    meta_step,
+    predict,
+)
 from components.metadmoe.transformer import Aggregator
 from components.models.zoo import KDModel
 from orchestrator import StepContext
@@ -64,7 +72,8 @@ def meta_distill(
     ctx: StepContext, cfg: MetaDistillConfig, inputs: MetaDistillInputs
 ) -> MetaDistilled:
     """Meta-distil ``inputs.experts`` into ``inputs.student`` for ``cfg.epochs`` epochs and keep
-    the best epoch by adapted source-validation accuracy (or the last, ``select: last``)."""
+    the best epoch by adapted source-validation accuracy (or the last, ``select: last``). With
+    ``epochs: 0`` the student and aggregator are kept as given and only validated (a control)."""
     data = inputs.data
     torch.set_num_threads(max(1, int(ctx.resources.num_cpus or 1)))
     caches = ordered_caches(
@@ -79,7 +88,13 @@ def meta_distill(
     torch.manual_seed(cfg.seed)
     optimisers = _Optimisers.build(cfg, student, aggregator)
     history: list[dict[str, Any]] = []
-    best: tuple[float, Any, Any] = (-1.0, None, None)
+    if not cfg.epochs:  # the control without meta-training: validate the inputs as they are
+        history.append({"epoch": -1, **validate(cfg, student, aggregator, val, expert_domains)})
+    best: tuple[float, Any, Any] = (
+        history[0]["val_accuracy"] if history else -1.0,
+        copy.deepcopy(student.state_dict()),
+        copy.deepcopy(aggregator.state_dict()),
+    )
     for epoch in range(cfg.epochs):
         started = time.perf_counter()
         record = train_epoch(cfg, student, aggregator, train, expert_domains, optimisers, epoch)
@@ -129,11 +144,12 @@ def train_epoch(
             student,
             aggregator,
             train.features[support],
-            expert_mask(train.domain[support], expert_domains),
+            expert_mask(train.domain[support], expert_domains) if cfg.mask else None,
             train.x[support],
             train.x[query],
             train.y[query],
             inner_lr=cfg.inner_lr,
+            first_order=cfg.first_order,
         )
         if not torch.isfinite(out.loss):
             raise FloatingPointError(
@@ -163,25 +179,14 @@ def validate(
     expert_domains: list[list[int]],
 ) -> dict[str, float]:
     """Source-domain validation as at test time: each domain adapts on its first
-    ``support_size`` rows, with its own expert hidden (it would not exist for a target);
-    ``val_accuracy`` adapted, ``val_plain_accuracy`` without adaptation."""
+    ``support_size`` rows (`adapted_weights`, its own expert hidden: it would not exist for a
+    target); ``val_accuracy`` adapted, ``val_plain_accuracy`` without adaptation."""
     correct = plain = 0.0
     for domain in torch.unique(val.domain).tolist():
         rows = torch.nonzero(val.domain == domain).flatten()
-        support = rows[: cfg.support_size]
-        with eval_mode(student, aggregator), torch.enable_grad():
-            with torch.no_grad():
-                target = aggregator(
-                    val.features[support], expert_mask(val.domain[support], expert_domains)
-                )
-            weights = {
-                n: p.detach().clone().requires_grad_()
-                for n, p in feature_parameters(student).items()
-            }
-            fast, _ = inner_step(
-                student, weights, val.x[support], target, cfg.inner_lr, create_graph=False
-            )
-        fast = {n: w.detach() for n, w in fast.items()}
+        fast = adapted_weights(
+            cfg, student, aggregator, val.take(rows[: cfg.support_size]), expert_domains
+        )
         correct += float((predict(student, fast, val.x[rows]).argmax(1) == val.y[rows]).sum())
         with eval_mode(student), torch.no_grad():
             plain += float((student(val.x[rows]).argmax(1) == val.y[rows]).sum())
@@ -189,6 +194,28 @@ def validate(
         "val_accuracy": correct / max(len(val), 1),
         "val_plain_accuracy": plain / max(len(val), 1),
     }
+
+
+def adapted_weights(
+    cfg: MetaDistillConfig,
+    student: KDModel,
+    aggregator: Aggregator,
+    support: ExpertRows,
+    expert_domains: list[list[int]],
+) -> FastWeights:
+    """The student's feature weights adapted on ``support`` (unlabeled) as the adaptive model
+    will adapt: the aggregator's target of the cached expert features with the support's own
+    domain's expert hidden, or (``adaptation: entropy``) the entropy step."""
+    if cfg.adaptation == "entropy":
+        return adapt_entropy(student, support.x, cfg.inner_lr)
+    with eval_mode(student, aggregator), torch.enable_grad():
+        with torch.no_grad():
+            target = aggregator(support.features, expert_mask(support.domain, expert_domains))
+        weights = {
+            n: p.detach().clone().requires_grad_() for n, p in feature_parameters(student).items()
+        }
+        fast, _ = inner_step(student, weights, support.x, target, cfg.inner_lr, create_graph=False)
+    return {n: w.detach() for n, w in fast.items()}
 
 
 def ordered_caches(

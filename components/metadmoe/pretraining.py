@@ -5,6 +5,7 @@ asked, pre-train it with a linear head and cross-entropy on the source domains' 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +48,7 @@ def pretrained_aggregator(
     metrics: dict[str, float] = {"experts": float(len(caches))}
     if cfg.epochs:
         train = load_expert_rows(ctx.store, data, "train", caches, cfg.exclude_domains)
-        val = load_expert_rows(ctx.store, data, "val", caches, cfg.exclude_domains)
+        val = load_expert_rows(ctx.store, data, cfg.eval_split, caches, cfg.exclude_domains)
         metrics.update(pretrain(ctx, cfg, aggregator, train, val, data.num_classes))
     return PretrainedAggregator(aggregator.eval(), caches, metrics)
 
@@ -61,12 +62,15 @@ def pretrain(
     num_classes: int,
 ) -> dict[str, float]:
     """CE pre-training through a throw-away head (`aggregator_head`), Adam decayed per epoch,
-    all experts visible; the last epoch's source ``val_accuracy`` and ``train_loss``."""
+    all experts visible. Keeps the epoch ``cfg.select`` names (best source accuracy on
+    ``val``, or the last) and returns its ``val_accuracy``, ``train_loss`` and ``best_epoch``
+    (1-based)."""
     head = aggregator_head(aggregator, num_classes)
     params = [*aggregator.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
+    kept: tuple[float, float, int, dict[str, torch.Tensor]] | None = None
     for epoch in range(cfg.epochs):
         aggregator.train()
         head.train()
@@ -84,4 +88,9 @@ def pretrain(
             predicted = head(aggregator(val.features)).argmax(1)
         accuracy = float((predicted == val.y).float().mean())
         ctx.log("epoch %d/%d: source val accuracy %.4f", epoch + 1, cfg.epochs, accuracy)
-    return {"val_accuracy": accuracy, "train_loss": float(loss.detach())}
+        if kept is None or cfg.select == "last" or accuracy > kept[0]:
+            state = copy.deepcopy(aggregator.state_dict())
+            kept = (accuracy, float(loss.detach()), epoch + 1, state)
+    assert kept is not None  # cfg.epochs >= 1 here
+    aggregator.load_state_dict(kept[3])
+    return {"val_accuracy": kept[0], "train_loss": kept[1], "best_epoch": float(kept[2])}

@@ -8,7 +8,7 @@ test-time adaptation on an unlabeled batch of each target domain (see METHODS.md
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -37,6 +37,14 @@ class AggregatorConfig(Model):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, description="Adam learning rate of the pre-training.")
     lr_decay: float = Field(0.96, gt=0, le=1, description="Learning-rate factor per epoch.")
+    select: Literal["best", "last"] = Field(
+        "best",
+        description="Keep the pre-training epoch with the best accuracy on `eval_split` "
+        "(the source domains' rows only), or the last epoch.",
+    )
+    eval_split: str = Field(
+        "val", description="Split of the source domains that selects the pre-training epoch."
+    )
     seed: int = 0
 
 
@@ -59,7 +67,12 @@ class MetaDistillConfig(Model):
     student as an adaptive model for test-time adaptation."""
 
     exclude_domains: list[str] = Field(default_factory=list, description=_EXCLUDE)
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(
+        10,
+        ge=0,
+        description="Meta-training epochs; 0 packages the student and the aggregator as they "
+        "come (a control: test-time adaptation without meta-training).",
+    )
     batch_size: int = Field(
         48, ge=2, description="Rows per meta-batch, all from one domain: support + query."
     )
@@ -78,9 +91,27 @@ class MetaDistillConfig(Model):
     student_lr: float = Field(1e-3, gt=0, description="Adam learning rate of the student.")
     aggregator_lr: float = Field(1e-4, gt=0, description="Adam learning rate of the aggregator.")
     lr_decay: float = Field(0.96, gt=0, le=1, description="Both learning rates, per epoch.")
-    select: str = Field(
+    first_order: bool = Field(
+        False,
+        description="First-order meta-gradient (the inner gradient is a constant: the "
+        "aggregator gets no gradient and stays as pre-trained); an ablation. Default: second "
+        "order, as the paper.",
+    )
+    mask: bool = Field(
+        True,
+        description="Hide the expert trained on each meta-batch's own domain from the "
+        "aggregator during meta-training (the paper); False is an ablation. Source validation "
+        "always hides it, as the target has no expert.",
+    )
+    adaptation: Literal["aggregator", "entropy"] = Field(
+        "aggregator",
+        description="How the adaptive model adapts to a domain: aggregator (Meta-DMoE: one "
+        "inner MSE step towards the aggregated experts' features) or entropy (a control: one "
+        "step of `inner_lr` minimising the student's mean prediction entropy on the same "
+        "unlabeled rows, no experts; only with `epochs: 0`).",
+    )
+    select: Literal["best", "last"] = Field(
         "best",
-        pattern="^(best|last)$",
         description="Keep the epoch with the best adapted accuracy on the source domains' "
         "validation rows (each domain's own expert hidden), or the last.",
     )
@@ -93,6 +124,15 @@ class MetaDistillConfig(Model):
             raise ValueError(
                 f"support_size ({self.support_size}) must be smaller than batch_size "
                 f"({self.batch_size}): the rest of each batch is the labelled query set"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _entropy_is_a_control(self) -> MetaDistillConfig:
+        if self.adaptation == "entropy" and self.epochs:
+            raise ValueError(
+                f"adaptation 'entropy' is the control without meta-training, but epochs is "
+                f"{self.epochs}: set epochs: 0 (or adaptation: aggregator to meta-train)"
             )
         return self
 
