@@ -12,6 +12,7 @@ from components.lm.checks import positions_problem, vocab_problem
 from components.lm.specs import describe, vocabulary_mismatch
 from components.text.promises import Promised
 from orchestrator.component import ConfigIssue, Wiring
+from orchestrator.errors import did_you_mean
 from schemas.kd.lm import CausalLMSpec, LanguageModelPromise, SequencesPromise
 from schemas.kd.text import TextTokenizer, TokenSequences
 
@@ -115,6 +116,25 @@ def _tokenizer(sequences: tuple[str, SequencesPromise] | None) -> Promised | Non
     return Promised(sequences[1].tokenizer_step or "?", sequences[1].tokenizer)
 
 
+def split_issues(
+    sequences: tuple[str, SequencesPromise] | None, wanted: list[tuple[str, str]]
+) -> list[ConfigIssue]:
+    """Each ``(field, split)`` in ``wanted`` against the splits the sequences will have (when
+    their step knows them before the run)."""
+    if sequences is None or sequences[1].splits is None:
+        return []
+    step, known = sequences[0], sequences[1].splits
+    return [
+        ConfigIssue(
+            f"the sequences of step '{step}' have no split '{split}' (splits: {', '.join(known)})",
+            field,
+            did_you_mean(split, known),
+        )
+        for field, split in wanted
+        if split not in known
+    ]
+
+
 def generation_wiring_issues(
     wiring: Wiring, port: str, prompt: int | None, new: int, *, check_length: bool = False
 ) -> list[ConfigIssue]:
@@ -182,4 +202,14 @@ def evaluate_wiring_issues(config: Any, wiring: Wiring) -> list[ConfigIssue]:
     new = config.max_new_tokens if continues else 0
     for port in ("teacher", "models"):
         issues += generation_wiring_issues(wiring, port, prompt, new, check_length=True)
-    return issues
+    return issues + split_issues(_sequences(wiring), [("split", config.split)])
+
+
+def seqkd_wiring_issues(config: Any, wiring: Wiring) -> list[ConfigIssue]:
+    """`seqkd`'s teacher against the sequences and prompt lengths; its splits against theirs."""
+    wanted = [("split", config.split)]
+    wanted += [(f"copy_splits.{i}", name) for i, name in enumerate(config.copy_splits or [])]
+    issues = generation_wiring_issues(
+        wiring, "teacher", config.prompt_tokens, config.max_new_tokens
+    )
+    return issues + split_issues(_sequences(wiring), wanted)

@@ -40,8 +40,6 @@ class SeqKD(Component[SeqKDConfig, SeqKDInputs, SeqKDOutputs]):
 
     @classmethod
     def check_wiring(cls, config: SeqKDConfig, wiring: Wiring) -> list[ConfigIssue]:
-        from components.lm.lm_checks import generation_wiring_issues
+        from components.lm.lm_checks import seqkd_wiring_issues
 
-        return generation_wiring_issues(
-            wiring, "teacher", config.prompt_tokens, config.max_new_tokens
-        )
+        return seqkd_wiring_issues(config, wiring)

@@ -96,9 +96,12 @@ def _teacher_issues(wiring: Wiring, sequences: tuple[str, SequencesPromise]) -> 
     return issues
 
 
-def lm_wiring_issues(spec: Any, wiring: Wiring, at: str) -> list[ConfigIssue]:
+def lm_wiring_issues(
+    spec: Any, wiring: Wiring, at: str, eval_split: str | None = None
+) -> list[ConfigIssue]:
     """The model at config field ``at`` against the `data` input's promise (sequences or a
-    dataset), and, on sequences, its vocabulary and positions and those of online teachers."""
+    dataset), and, on sequences, its vocabulary and positions and those of online teachers, and
+    the splits training reads (``train`` and ``eval_split``)."""
     sequences = _sequences(wiring)
     dataset = wiring.promised("data", DatasetPromise)
     if sequences is None and not dataset:
@@ -109,7 +112,25 @@ def lm_wiring_issues(spec: Any, wiring: Wiring, at: str) -> list[ConfigIssue]:
         return [ConfigIssue(problem, f"{at}.arch")]
     if sequences is None:
         return []
-    return _model_issues(spec, sequences, at) + _teacher_issues(wiring, sequences)
+    issues = _model_issues(spec, sequences, at) + _teacher_issues(wiring, sequences)
+    return issues + _split_issues(sequences, eval_split)
+
+
+def _split_issues(
+    sequences: tuple[str, SequencesPromise], eval_split: str | None
+) -> list[ConfigIssue]:
+    from components.lm.lm_checks import split_issues
+
+    issues = [
+        ConfigIssue(
+            f"training reads split 'train', but {issue.message}",
+            "data",
+            "pack a 'train' split (pack_tokens `splits`, the corpus's `splits`)",
+            under="inputs",
+        )
+        for issue in split_issues(sequences, [("data", "train")])
+    ]
+    return issues + split_issues(sequences, [("eval_split", eval_split)] if eval_split else [])
 
 
 def loss_issues(cfg: DistillConfig, wiring: Wiring) -> list[ConfigIssue]:
@@ -183,7 +204,7 @@ def provided_fields(caches: Sequence[TokenCache], online: bool) -> frozenset[str
         return _ALWAYS | {"teacher_logits"}
     if not caches:
         return _ALWAYS
-    return _ALWAYS | (_TOPK if caches[0].encoding == "topk" else {"teacher_logits"})
+    return _ALWAYS | (_TOPK if caches[0].encoding != "dense" else {"teacher_logits"})
 
 
 def _teacher_problems(teachers: Sequence[ModelCheckpoint], sequences: TokenSequences) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from orchestrator.component import Wiring
 from schemas.kd.lm import SequencesPromise, TokenizerPromise
-from schemas.kd.text import DEFAULT_PAD, PackConfig, TokenizerConfig
+from schemas.kd.text import DEFAULT_PAD, CorpusPromise, PackConfig, TokenizerConfig
 
 
 def tokenizer_promise(cfg: TokenizerConfig, wiring: Wiring) -> TokenizerPromise | None:
@@ -59,8 +59,11 @@ def promised_tokenizer(wiring: Wiring, port: str = "tokenizer") -> Promised | No
 
 def sequences_promise(cfg: PackConfig, wiring: Wiring) -> SequencesPromise:
     tokenizer = promised_tokenizer(wiring)
+    corpus = wiring.promised("corpus", CorpusPromise)
+    splits = cfg.splits or (corpus[0][1].splits if len(corpus) == 1 else None)
     return SequencesPromise(
         seq_len=cfg.seq_len,
         tokenizer=tokenizer.promise if tokenizer else None,
         tokenizer_step=tokenizer.step if tokenizer else None,
+        splits=splits,
     )

@@ -121,5 +121,5 @@ def _lm_issues(config: DistillConfig, wiring: Wiring) -> list[ConfigIssue]:
 
     issues = loss_issues(config, wiring)
     if config.student is not None:
-        issues += lm_wiring_issues(config.student, wiring, "student")
+        issues += lm_wiring_issues(config.student, wiring, "student", config.eval_split)
     return issues

@@ -38,7 +38,7 @@ class TrainComponent(TrainingComponent[TrainConfig, TrainInputs, TrainOutputs]):
         from components.lm.train_checks import lm_wiring_issues
 
         return super().check_wiring(config, wiring) + lm_wiring_issues(
-            config.model, wiring, "model"
+            config.model, wiring, "model", config.eval_split
         )
 
     @classmethod

@@ -178,6 +178,7 @@ class SequencesPromise(Model):
     seq_len: int
     tokenizer: TokenizerPromise | None = None
     tokenizer_step: str | None = Field(None, description="The step that makes its tokenizer.")
+    splits: list[str] | None = Field(None, description="Its split names (None: not known yet).")
 
 
 class LanguageModelPromise(Model):

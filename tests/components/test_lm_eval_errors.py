@@ -120,22 +120,35 @@ def test_no_continuations_no_prompt_length_to_check(
 def test_a_split_the_sequences_lack(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], component: str
 ) -> None:
-    # Before: a KeyError from the part-file listing ('holdout') after the models were loaded.
-    # The sequences' splits are known only once they are packed: the step refuses before it
-    # writes anything (exit 1: the step failed), naming the splits there are.
-    config = {"split": "holdout", "prompt_tokens": 4, "max_new_tokens": 4}
+    # Before: a KeyError from the part-file listing ('holdout') after the models were loaded;
+    # then a refusal by the step at run time (exit 1). Now `pack_tokens` promises its splits
+    # (its own, or the corpus step's), so validate refuses, naming them.
+    config = {"split": "tset", "prompt_tokens": 4, "max_new_tokens": 4}
     step = (
         evaluate_step(["teacher.model"], **config)
         if component == "lm_evaluate"
         else seqkd(**config)
     )
-    path = write_pipeline(tmp_path / "lm.yaml", [*data(tmp_path), step])
-    store = tmp_path / "store"
-    assert kdorch("validate", str(path)) == 0
-    result = kdorch("run", str(path), "--executor", "local", "--storage", str(store))
-    err = " ".join(capsys.readouterr().err.split())
-    assert result == 1 and "Traceback" not in err
-    assert "the sequences have no split 'holdout' (they have train, val, test)" in err
-    output = "report" if component == "lm_evaluate" else "sequences"
-    written = list(store.glob(f"objects/*/*/*/{output}"))
-    assert len(written) == (1 if component == "seqkd" else 0)  # pack_tokens' sequences only
+    err = refused(tmp_path, capsys, [*data(tmp_path), step])
+    assert ".config.split " in err and "did you mean 'test'?" in err
+    assert "the sequences of step 'tokens' have no split 'tset' (splits: train, val, test)" in err
+
+
+def test_seqkd_copy_splits_and_lm_eval_split_the_sequences_lack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: both validated (exit 0) and failed at run time.
+    step = seqkd(prompt_tokens=4, max_new_tokens=4, copy_splits=["val", "vall"])
+    err = refused(tmp_path, capsys, [*data(tmp_path), step])
+    assert "(seqkd).config.copy_splits[1]" in err and "did you mean 'val'?" in err
+    assert "the sequences of step 'tokens' have no split 'vall'" in err
+    steps = data(tmp_path)
+    student_step = {
+        "id": "small",
+        "component": "train",
+        "inputs": {"data": "tokens.sequences"},
+        "config": {"model": TINY, "epochs": 1, "eval_split": "dev"},
+    }
+    err = refused(tmp_path, capsys, [*steps, student_step])
+    assert "(small).config.eval_split" in err
+    assert "the sequences of step 'tokens' have no split 'dev'" in err
