@@ -10,6 +10,11 @@ from schemas.kd.components.dataset import DatasetConfig
 
 _LAYOUT = "the layout is <uri>/<class>/<image>, one folder per class (relative paths start at "
 _LAYOUT += "the directory kdorch runs in)"
+#: A real image folder to try, made from data bundled with the installed packages.
+_BUNDLED = (
+    "; a real one to try: `python -m components.data.bundled mnist-png data/mnist_png` writes the "
+    "5,000 bundled MNIST digits as PNG files in that layout"
+)
 
 
 def check_image_folder(cfg: DatasetConfig) -> list[ConfigIssue]:
@@ -21,7 +26,8 @@ def check_image_folder(cfg: DatasetConfig) -> list[ConfigIssue]:
     try:
         list_image_folder(cfg.uri, cfg.storage_options)
     except ImageSourceError as e:
-        return [ConfigIssue(str(e), "uri", _LAYOUT)]
+        missing = "does not exist" in str(e)
+        return [ConfigIssue(str(e), "uri", _LAYOUT + (_BUNDLED if missing else ""))]
     except OSError as e:  # unreachable endpoint, refused credentials
         return [
             ConfigIssue(

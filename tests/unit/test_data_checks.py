@@ -247,9 +247,9 @@ def test_image_sources_are_checked_from_listings_and_footers(
         return err
 
     folder = lambda name: str(tmp_path / name)  # noqa: E731
-    assert "image folder " + folder("nope") + " does not exist" in issues(
-        source="image_folder", uri=folder("nope")
-    )
+    missing = issues(source="image_folder", uri=folder("nope"))
+    assert "image folder " + folder("nope") + " does not exist" in missing
+    assert "python -m components.data.bundled mnist-png data/mnist_png" in " ".join(missing.split())
     loose = tmp_path / "loose"
     write_folder(loose, classes=1, per_class=3)
     for p in (loose / "c0").iterdir():
