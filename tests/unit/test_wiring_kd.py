@@ -163,7 +163,7 @@ def test_meta_distill_eval_split_and_a_dataset_without_domains(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     err = refused(tmp_path, capsys, META, "--set", "steps.meta.config.eval_split=valid")
-    assert "steps[6] (meta).config.eval_split" in err
+    assert "steps[7] (meta).config.eval_split" in err
     assert "has no split 'valid' (splits: train, val, test)" in err
     err = refused(tmp_path, capsys, META, "--set", "steps.data.config.domains=null")
     assert "the aggregator needs a multi-domain dataset, but dataset step 'data'" in err
