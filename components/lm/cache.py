@@ -4,10 +4,13 @@ readers that give a trainer, for a batch of sequence rows, the tensors the token
 **Encoding** (`encode`): the teacher's logits (B, T, V) become, per position, the ``k`` most
 likely next ids with their log-probabilities (the top-k of the logits, minus their
 log-sum-exp: no (B, T, V) log-softmax is made) and the rest mass 1 - sum exp(top-k) computed in
-float32 from the unrounded values; or, ``dense``, every log-probability. Positions past a row's
-real ids hold zeros. A layout is named by the artifact's ``encoding`` and ``format``, and
-`decode` refuses one it does not know: new encodings (quantised values, packed ids) are new
-names, never a guess.
+float32 from the unrounded values, stored by one of the top-k encodings of
+`components.lm.encodings` (plain, packed ids, quantised or delta-coded log-probabilities); or,
+``dense``, every log-probability. Positions past a row's real ids hold zeros. A layout is named
+by the artifact's ``encoding`` and ``format`` (`LAYOUTS`), and `decode` refuses one it does not
+know: a new encoding is a new name, never a guess. `decode` gives every encoding's readers the
+same tensors (`TeacherTargets`), so held and streamed training, lm_evaluate and the benchmarks
+never see an encoding.
 
 **Reading.** `cached_batches` streams a split of the sequences and its cache side by side, one
 sequence part and one cache shard in memory, checks that their ``row_id``\\ s agree, and yields
@@ -31,41 +34,88 @@ from torch import Tensor
 
 from components.artifacts.datasets import fixed_list_to_numpy
 from components.artifacts.logits import fixed_list
+from components.lm import encodings
 from orchestrator import ArtifactError, ArtifactStore
 from schemas.kd.text import TokenSequences
 from schemas.kd.token_cache import TokenCache
 
 #: The layouts this code reads: (encoding, format) -> its teacher columns.
 LAYOUTS: dict[tuple[str, int], tuple[str, ...]] = {
-    ("topk", 1): ("topk_ids", "topk_logprobs", "rest_mass"),
+    **{key: tuple(encodings.columns(encodings.Params(key[0], 1, 2))) for key in encodings.CODECS},
     ("dense", 1): ("logprobs",),
 }
 _ARROW = {"float16": pa.float16(), "float32": pa.float32()}
 _NUMPY = {"float16": np.float16, "float32": np.float32}
 
 
-def encode(logits: Tensor, length: np.ndarray, k: int | None, dtype: str) -> dict[str, pa.Array]:
+def params(cache: TokenCache) -> encodings.Params:
+    """What `components.lm.encodings` needs to read a top-k cache, from its record."""
+    return encodings.Params(
+        encoding=cache.encoding,
+        k=cache.top_k or 0,
+        vocab=cache.vocab_size,
+        dtype=cache.dtype,
+        bits=cache.value_bits,
+        step=cache.value_step,
+    )
+
+
+def encode(
+    logits: Tensor, length: np.ndarray, codec: encodings.Params | None, dtype: str
+) -> dict[str, pa.Array]:
     """The cache columns of a batch: ``logits`` (B, T, V) of rows with ``length`` real ids
-    (T + 1 for a full row), ``k`` ids per position (None: dense), stored as ``dtype``."""
+    (T + 1 for a full row), by the top-k encoding ``codec`` (None: dense, stored as
+    ``dtype``)."""
     logits = logits.float()
     rows, positions, vocab = logits.shape
     real = torch.as_tensor(np.asarray(length, np.int64) - 1, device=logits.device)
     pad = torch.arange(positions, device=logits.device)[None, :] >= real[:, None]  # (B, T)
     lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-    if k is None:
+    if codec is None:
         logprobs = (logits - lse).masked_fill_(pad[..., None], 0.0)
         return {"logprobs": _floats(logprobs.reshape(rows, -1), dtype)}
-    values, ids = logits.topk(min(k, vocab), dim=-1, sorted=True)
+    values, ids = logits.topk(min(codec.k, vocab), dim=-1, sorted=True)
     values = values.sub_(lse)
     rest = (-torch.expm1(torch.logsumexp(values, dim=-1))).clamp_(0.0, 1.0)
     values.masked_fill_(pad[..., None], 0.0)
     ids.masked_fill_(pad[..., None], 0)
     rest.masked_fill_(pad, 0.0)
+    k = values.shape[-1]
+    arrays = encodings.encode_topk(
+        codec,
+        ids.reshape(-1, k).cpu().numpy(),
+        values.reshape(-1, k).cpu().numpy(),
+        rest.reshape(-1).cpu().numpy(),
+    )
+    types = encodings.columns(codec)
     return {
-        "topk_ids": fixed_list(ids.reshape(rows, -1).int().cpu().numpy(), pa.int32()),
-        "topk_logprobs": _floats(values.reshape(rows, -1), dtype),
-        "rest_mass": _floats(rest, "float32"),
+        name: _column(array.reshape(rows, -1), types[name][0]) for name, array in arrays.items()
     }
+
+
+def _column(array: np.ndarray, kind: pa.DataType) -> pa.Array:
+    """A row's values as a fixed-size list, or its bytes (``uint8``) as one fixed-size binary
+    value (Parquet stores those as they are; a list of uint8 would become int32s)."""
+    if kind != pa.uint8():
+        return fixed_list(array, kind)
+    data = np.ascontiguousarray(array, dtype=np.uint8)
+    rows, width = data.shape
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), rows, [None, pa.py_buffer(data.tobytes())]
+    )
+
+
+def _column_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size list or binary column as (rows, width) numpy, one copy at most."""
+    if not pa.types.is_fixed_size_binary(column.type):
+        return fixed_list_to_numpy(column)
+    width = column.type.byte_width
+    parts = [
+        np.frombuffer(c.buffers()[1], np.uint8, len(c) * width, c.offset * width)
+        for c in column.chunks
+    ]
+    flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return flat.reshape(-1, width)
 
 
 def _floats(values: Tensor, dtype: str) -> pa.FixedSizeListArray:
@@ -93,46 +143,56 @@ class TeacherTargets:
         }
 
 
+def widths(cache: TokenCache) -> dict[str, int]:
+    """Each teacher column's list width (values per row) as the record says."""
+    if cache.encoding == "dense":
+        return {"logprobs": cache.seq_len * cache.vocab_size}
+    return {
+        name: cache.seq_len * per_position
+        for name, (_, per_position) in encodings.columns(params(cache)).items()
+    }
+
+
 def check_layout(table: pa.Table, cache: TokenCache, where: str) -> None:
     """Refuse an encoding this code does not know, and shards whose columns do not hold what
     the record says (a reader never guesses a layout)."""
-    columns = LAYOUTS.get((cache.encoding, cache.format))
-    if columns is None:
+    if (cache.encoding, cache.format) not in LAYOUTS:
         raise ArtifactError(
             f"the token cache at {where} is encoded as {cache.encoding!r} format {cache.format}, "
             f"which this kdorch does not read (it reads {sorted(LAYOUTS)}): upgrade kdorch, or "
             "recompute the cache"
         )
-    per_position = cache.top_k if cache.encoding == "topk" else cache.vocab_size
-    widths = {c: cache.seq_len * (per_position or 0) for c in columns} | {
-        "rest_mass": cache.seq_len
-    }
-    for name in columns:
+    for name, width in widths(cache).items():
         kind = table.schema.field(name).type if name in table.column_names else None
-        if kind is None or getattr(kind, "list_size", None) != widths[name]:
+        found = getattr(kind, "list_size", None) or getattr(kind, "byte_width", None)
+        if kind is None or found != width:
             raise ArtifactError(
                 f"the token cache at {where} holds `{name}` as {kind or 'nothing'}, but its record "
                 f"says {cache.encoding} k={cache.top_k} over {cache.seq_len} positions (width "
-                f"{widths[name]}): shards and record disagree; recompute the lm_inference step"
+                f"{width}): shards and record disagree; recompute the lm_inference step"
             )
 
 
 def decode(table: pa.Table, cache: TokenCache) -> TeacherTargets:
-    """The teacher's tensors of a shard's rows (or a slice of them), float32 and int64."""
+    """The teacher's tensors of a shard's rows (or a slice of them), float32 and int64,
+    whatever the encoding (an unknown one is refused, `check_layout`)."""
+    check_layout(table, cache, cache.path)
     rows, positions = table.num_rows, cache.seq_len
-
-    def values(name: str, width: int) -> Tensor:
-        array = fixed_list_to_numpy(table.column(name)).reshape(rows, positions, width)
-        return torch.from_numpy(np.require(array, np.float32, "W"))  # a copy when read-only
-
     if cache.encoding == "dense":
-        return TeacherTargets(logprobs=values("logprobs", cache.vocab_size))
-    k = cache.top_k or 0
-    ids = fixed_list_to_numpy(table.column("topk_ids")).reshape(rows, positions, k)
+        array = fixed_list_to_numpy(table.column("logprobs"))
+        array = array.reshape(rows, positions, cache.vocab_size)
+        return TeacherTargets(logprobs=torch.from_numpy(np.require(array, np.float32, "W")))
+    codec = params(cache)
+    arrays = {
+        name: _column_numpy(table.column(name)).reshape(rows * positions, -1)
+        for name in encodings.columns(codec)
+    }
+    ids, values, rest = encodings.decode_topk(codec, arrays, cache.format)
+    k = codec.k
     return TeacherTargets(
-        topk_ids=torch.from_numpy(ids.astype(np.int64)),
-        topk_logprobs=values("topk_logprobs", k),
-        rest_mass=values("rest_mass", 1)[..., 0],
+        topk_ids=ids.reshape(rows, positions, k),
+        topk_logprobs=values.reshape(rows, positions, k),
+        rest_mass=rest.reshape(rows, positions),
     )
 
 

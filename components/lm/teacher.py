@@ -19,7 +19,7 @@ rows fit the teacher's positions.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,9 @@ from schemas.kd.token_cache import TokenCache, TokenCacheSplit
 #: A shard holds about this many bytes of teacher columns at most (dense rows are large).
 SHARD_BYTES = 64 << 20
 
+if TYPE_CHECKING:  # torch is imported where the teacher runs, not by `kdorch validate`
+    from components.lm.encodings import Params
+
 
 class TokenTeacher:
     """Loads the teacher once (per actor); ``__call__(rows) -> cache rows``: a pyarrow table of
@@ -47,7 +50,7 @@ class TokenTeacher:
         self,
         store: ArtifactStore,
         teacher: ModelCheckpoint,
-        k: int | None,
+        codec: Params | None,
         dtype: str,
         use_gpu: bool = False,
         threads: int | None = None,
@@ -62,7 +65,7 @@ class TokenTeacher:
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         model, _ = load_model(store, teacher, map_location=self.device)
         self.model = model.eval()
-        self.k, self.dtype = k, dtype
+        self.codec, self.dtype = codec, dtype
 
     def __call__(self, rows: pa.Table) -> pa.Table:
         from components.artifacts.datasets import fixed_list_to_numpy
@@ -73,7 +76,7 @@ class TokenTeacher:
         ids = torch.from_numpy(tokens[:, :-1].astype(np.int64)).to(self.device)
         with torch.inference_mode():
             logits = self.model(ids)
-            columns = encode(logits, rows.column("length").to_numpy(), self.k, self.dtype)
+            columns = encode(logits, rows.column("length").to_numpy(), self.codec, self.dtype)
         keep = ["row_id", *(["path"] if "path" in rows.column_names else [])]
         return pa.table({**{n: rows.column(n) for n in keep}, **columns})
 
@@ -109,9 +112,19 @@ def fit_problems(spec: Any, sequences: TokenSequences, k: int | None) -> list[st
     return problems
 
 
+def codec_of(cfg: LMInferenceConfig, vocab: int) -> Params | None:
+    """The top-k encoding ``cfg`` asks for, with every parameter (None: dense)."""
+    from components.lm.encodings import Params
+
+    k = cfg.top_k()
+    if k is None:
+        return None
+    return Params(cfg.encoding, min(k, vocab), vocab, cfg.dtype, cfg.value_bits(), cfg.value_step())
+
+
 def _shard_rows(cfg: LMInferenceConfig, seq_len: int, vocab: int) -> int:
     """Rows per shard: the config's, fewer when a shard would exceed `SHARD_BYTES`."""
-    per_position = (cfg.top_k() or 0) * 6 + 4 if cfg.encoding == "topk" else vocab * 2
+    per_position = (cfg.top_k() or 0) * 6 + 4 if cfg.encoding != "dense" else vocab * 2
     return max(1, min(cfg.rows_per_shard, SHARD_BYTES // (seq_len * per_position)))
 
 
@@ -170,7 +183,8 @@ def write_cache(
         raise ValueError("; ".join(problems))
     started = time.perf_counter()
     rows = _shard_rows(cfg, sequences.seq_len, sequences.vocab_size)
-    args: dict[str, Any] = {"store": ctx.store, "teacher": teacher, "k": cfg.top_k()}
+    codec = codec_of(cfg, sequences.vocab_size)
+    args: dict[str, Any] = {"store": ctx.store, "teacher": teacher, "codec": codec}
     args |= {"dtype": cfg.dtype, "use_gpu": cfg.gpus_per_actor > 0}
     with removed_on_error(ctx.store, ctx.output_path("cache")) as path:
         writers = {s: ShardWriter(ctx.store, f"{path}/{check_split_name(s)}", rows) for s in splits}
@@ -194,6 +208,9 @@ def write_cache(
         encoding=cfg.encoding,
         top_k=cfg.top_k(),
         dtype=cfg.dtype,
+        id_bits=codec.id_bits if codec is not None and cfg.encoding != "topk" else None,
+        value_bits=cfg.value_bits(),
+        value_step=cfg.value_step(),
         vocab_size=sequences.vocab_size,
         seq_len=sequences.seq_len,
         splits=done,
