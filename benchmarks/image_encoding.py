@@ -1,14 +1,19 @@
 """What the dataset step's Parquet encoding of images costs, and what the alternatives would.
 
-The dataset step (`components/data/image_build.py`) writes every image as normalised float32
-[C, H, W] rows, dictionary-encoded (a channel takes 256 values: about a byte per value on
-disk). `benchmarks/image_data.py` puts the step at 0.57-0.72x ImageFolder + DataLoader's
-images/s (0.73-0.74x per CPU-second) against a goal of 0.8x; this script measures the part of
-that gap the encoding is, on one thread, for one part of rows as the step writes it:
+The dataset step (`components/data/image_build.py`) writes every image as its uint8 pixels, one
+fixed_size_binary value a row, lz4-compressed (``x_storage: uint8``); the reader scales and
+normalises them (`components.artifacts.datasets.XReader`). Before, it wrote normalised float32
+[C, H, W] rows, dictionary-encoded (a channel takes 256 values: about a byte per value on disk),
+which kept the step at 0.57-0.72x ImageFolder + DataLoader's images/s in
+`benchmarks/image_data.py` against a goal of 0.8x. This script measures, on one thread, for one
+part of rows as the step writes it, what each way of storing them costs to write, and to read
+back as the float32 rows every consumer takes:
 
-- ``float32``: uint8 pixels scaled and normalised per channel (`to_float`), the Arrow table
-  (`to_table`): work every variant needs;
-- ``dictionary`` (what the step does): the Parquet writer hashes every float into its
+- ``uint8 pixels``: the pixels' bytes as they are, with lz4 (what the step does now), plain, or
+  with zstd (level 1);
+- ``float32``: uint8 pixels scaled and normalised per channel, the Arrow table (`to_table`):
+  work every float32 variant needs;
+- ``dictionary`` (what the step did before): the Parquet writer hashes every float into its
   dictionary;
 - ``prebuilt dictionary``: the pixels as indices into the C x 256 normalised values (an Arrow
   ``DictionaryArray``), so the writer could skip the hashing — if it kept the dictionary;
@@ -16,8 +21,9 @@ that gap the encoding is, on one thread, for one part of rows as the step writes
 
 Two kinds of pixels: the bundled MNIST digits (28x28, repeated to 3 channels: mostly black)
 and uniform noise at 64x64 (every value equally likely: the worst case for the file size).
-Prints CPU seconds per 1,000 images (median of ``--repeats``) and MB per 1,000 images.
-Run: ``python benchmarks/image_encoding.py`` (about a minute).
+Prints CPU seconds per 1,000 images to write and to read back as float32 rows (median of
+``--repeats``) and MB per 1,000 images. Run: ``python benchmarks/image_encoding.py`` (about a
+minute).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import base64
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import _bench  # noqa: F401 (puts the checkout on sys.path)
 import numpy as np
@@ -34,11 +41,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _bench import load, machine
 
-from components.artifacts.datasets import IMAGE_PARQUET_OPTIONS, SplitArrays, to_table
-from components.data.image_build import to_float
+from components.artifacts.datasets import (
+    IMAGE_PARQUET_OPTIONS,
+    SplitArrays,
+    XReader,
+    channel_scale,
+    pixels_table,
+    to_table,
+)
 from schemas.kd.artifacts import Normalization
 
 PLAIN = {"use_dictionary": ["row_id", "y"]}
+#: The float32 variants as the step wrote them before: dictionary-encoded floats.
+FLOATS = {**IMAGE_PARQUET_OPTIONS, "compression": "none", "use_dictionary": True}
+
+
+def reader(pixels: np.ndarray, norm: Normalization) -> XReader:
+    return XReader("uint8", int(np.prod(pixels.shape[1:])), pixels.shape[1], *channel_scale(norm))
+
+
+def to_float(pixels: np.ndarray, norm: Normalization) -> np.ndarray:
+    """uint8 pixels (N, C, ...) as the float32 rows every consumer reads (`XReader`)."""
+    out = np.empty((len(pixels), int(np.prod(pixels.shape[1:]))), np.float32)
+    reader(pixels, norm).to_float(pixels.reshape(len(out), -1), out)
+    return out.reshape(pixels.shape)
 
 
 def digits(n: int) -> np.ndarray:
@@ -58,7 +84,7 @@ def variants(pixels: np.ndarray, norm: Normalization) -> dict[str, Callable[[], 
 
     def write(table: pa.Table, **options: object) -> bytes:
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, **{**IMAGE_PARQUET_OPTIONS, **options})
+        pq.write_table(table, sink, **{**FLOATS, **options})
         return bytes(sink.getvalue())
 
     def table() -> pa.Table:
@@ -74,16 +100,25 @@ def variants(pixels: np.ndarray, norm: Normalization) -> dict[str, Callable[[], 
         built = pa.table({"row_id": pa.array(row_id), "x": rows, "y": pa.array(y)})
         sink = pa.BufferOutputStream()
         plain_schema = table().schema  # readers see float32 rows, as from the step
-        options = {**IMAGE_PARQUET_OPTIONS, "store_schema": False}
+        options = {**FLOATS, "store_schema": False}
         with pq.ParquetWriter(sink, built.schema, **options) as writer:
             writer.write_table(built)
             serialized = plain_schema.serialize().to_pybytes()
             writer.add_key_value_metadata({"ARROW:schema": base64.b64encode(serialized)})
         return bytes(sink.getvalue())
 
+    def stored(**options: object) -> bytes:
+        sink = pa.BufferOutputStream()
+        table = pixels_table(pixels, y, row_id)
+        pq.write_table(table, sink, **{**IMAGE_PARQUET_OPTIONS, **options})
+        return bytes(sink.getvalue())
+
     return {
+        "uint8 pixels + lz4 (the step now)": stored,
+        "uint8 pixels, plain": lambda: stored(compression="none"),
+        "uint8 pixels + zstd 1": lambda: stored(compression="zstd", compression_level=1),
         "float32 rows + Arrow table (no file)": lambda: table().nbytes.to_bytes(8, "little"),
-        "dictionary (the step)": lambda: write(table()),
+        "dictionary (the step before)": lambda: write(table()),
         "prebuilt dictionary": prebuilt,
         "plain": lambda: write(table(), **PLAIN),
         "plain + lz4": lambda: write(table(), **PLAIN, compression="lz4"),
@@ -97,6 +132,21 @@ def cpu_seconds(fn: Callable[[], bytes], repeats: int) -> tuple[float, int]:
         size = len(fn())
         times.append(time.process_time() - start)
     return statistics.median(times), size
+
+
+def read_back(data: bytes, decode: XReader) -> pa.Table:
+    """A part's bytes read back as the table every consumer sees (x as float32 rows)."""
+    table = pq.read_table(pa.BufferReader(data))
+    return (
+        decode.table(table)
+        if pa.types.is_fixed_size_binary(table.schema.field("x").type)
+        else table
+    )
+
+
+def read_size(data: bytes, decode: XReader) -> bytes:
+    """`read_back`, its size as bytes (what `cpu_seconds` times)."""
+    return read_back(data, decode).nbytes.to_bytes(8, "little")
 
 
 def main() -> None:
@@ -115,19 +165,23 @@ def main() -> None:
         ("noise 3x64x64", noise(args.images)),
     ]:
         per = 1000 / len(pixels)
-        reference = b""
+        decode, reference = reader(pixels, norm), None
         print(f"\n{name}, {len(pixels):,} images")
-        print("| variant | CPU s / 1,000 images | MB / 1,000 images |")
-        print("| --- | --- | --- |")
+        print(
+            "| variant | write: CPU s / 1,000 images | read as float32: CPU s | MB / 1,000 images |"
+        )
+        print("| --- | --- | --- | --- |")
         for label, fn in variants(pixels, norm).items():
             seconds, size = cpu_seconds(fn, args.repeats)
             data = fn()
-            if label != "float32 rows + Arrow table (no file)":
-                back = pq.read_table(pa.BufferReader(data))
-                reference = reference or data
-                assert back.equals(pq.read_table(pa.BufferReader(reference))), label
-            mb = "-" if label.startswith("float32") else f"{size * per / 1e6:.1f}"
-            print(f"| {label} | {seconds * per:.3f} | {mb} |")
+            read, mb = "-", "-"
+            if not label.startswith("float32"):
+                read_s, _ = cpu_seconds(partial(read_size, data, decode), args.repeats)
+                read, mb = f"{read_s * per:.3f}", f"{size * per / 1e6:.1f}"
+                back = read_back(data, decode)
+                reference = reference or back
+                assert back.equals(reference), label  # every variant: the same float32 rows
+            print(f"| {label} | {seconds * per:.3f} | {read} | {mb} |")
     print(f"\n{load()}")
 
 

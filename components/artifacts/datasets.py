@@ -1,8 +1,8 @@
 """`Dataset` artifacts: one folder of Parquet files per split (see `schemas.kd.artifacts.Dataset`).
 
-Columns: ``row_id`` (int64), ``x`` (fixed_size_list<float32>[prod(feature_shape)]), ``y``
-(int64). Files are written with fixed settings, so the same rows give the same bytes and the
-same data version.
+Columns: ``row_id`` (int64), ``x`` (fixed_size_list<float32>[prod(feature_shape)], or an
+image's uint8 pixels: see `XReader`), ``y`` (int64). Files are written with fixed settings, so
+the same rows give the same bytes and the same data version.
 
 Two ways to read a split, chosen by the caller (`components.training.data` decides for
 training): `read_split` loads it into memory (one verified read per file: the bytes that are
@@ -20,31 +20,35 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator import ArtifactStore, StepContext
-from schemas.kd.artifacts import Dataset
+from orchestrator import ArtifactError, ArtifactStore, StepContext
+from schemas.kd.artifacts import Dataset, Normalization
 
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "use_dictionary": False,
     "write_statistics": True,
 }
-#: Images (`components.data.image_build`): a float32 image takes only 256 values per channel,
-#: so dictionary encoding stores it in about a byte per value — a quarter of plain floats, half
-#: of zstd's — and zstd on top gains 6% more for 3x the read time (a 3x64x64 part: write 0.24
-#: CPU-s per 1,365 images, read 0.07 s; dictionary + zstd 0.27 and 0.22).
+#: Images (`components.data.image_build`) are stored as their uint8 pixels, one
+#: fixed_size_binary value a row (``x_storage: uint8``): a byte a value with no encoding to
+#: compute (Parquet keeps a uint8 list as int32, 4 bytes a value; float32 rows dictionary-encoded,
+#: what the step wrote before, took ~1.2 bytes a value for 30x the CPU), and lz4 on top: 12x
+#: smaller on mostly-black digits, nothing lost on noise (`benchmarks/image_encoding.py`).
 IMAGE_PARQUET_OPTIONS: dict[str, Any] = {
     **PARQUET_OPTIONS,
-    "compression": "none",
-    "use_dictionary": True,
+    "compression": "lz4",
+    "use_dictionary": ["row_id", "y"],
     "write_statistics": ["row_id", "y"],  # a page's min and max pixel help no reader
 }
+#: How ``x`` may be stored (`Dataset.x_storage`); `XReader` refuses anything else.
+X_STORAGES = ("float32", "uint8")
 ROWS_PER_FILE = 100_000
 #: At most this many bytes of rows per part file (wide rows: 64 MiB of 784-feature rows is
 #: 21,000 rows), so a split is written and read one bounded part at a time, whatever its size.
 PART_BYTES = 64 << 20
 #: Image splits are written part by part, a few parts in flight, each a row group at a time:
-#: a part holds 64 MiB of float32 images (a 3x224x224 image is 588 KiB: 111 per part) in row
-#: groups of 4 MiB, so writing one holds a group's floats and the part's compressed bytes.
+#: a part holds as many images as 64 MiB of float32 would (a 3x224x224 image is 588 KiB as
+#: float32: 111 per part, 16 MiB of pixels), so a part read back as float32 rows stays bounded;
+#: row groups likewise by 4 MiB of float32.
 IMAGE_PART_BYTES = 64 << 20
 IMAGE_GROUP_BYTES = 4 << 20
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -93,6 +97,17 @@ def to_table(arrays: SplitArrays) -> pa.Table:
     if arrays.domain is not None:
         columns["domain"] = pa.array(arrays.domain, pa.int64())
     return pa.table(columns)
+
+
+def pixels_table(pixels: np.ndarray, y: np.ndarray, row_id: np.ndarray) -> pa.Table:
+    """Images' uint8 pixels (N, C, H, W) as a dataset stores them (``x_storage: uint8``): one
+    fixed_size_binary value a row, the pixels' bytes in C order (no copy when they are)."""
+    width = int(np.prod(pixels.shape[1:]))
+    flat = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1)
+    x = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), len(pixels), [None, pa.py_buffer(flat)]
+    )
+    return pa.table({"row_id": pa.array(row_id, pa.int64()), "x": x, "y": pa.array(y, pa.int64())})
 
 
 def parquet_bytes(table: pa.Table, **options: Any) -> bytes:
@@ -164,9 +179,11 @@ def read_table(store: ArtifactStore, dataset: Dataset, split: str) -> pa.Table:
 
 
 def read_split(store: ArtifactStore, dataset: Dataset, split: str) -> SplitArrays:
-    """One split in memory, in file order. The arrays are writable (torch warns otherwise)."""
+    """One split in memory, in file order, ``x`` as float32 (`XReader`). The arrays are
+    writable (torch warns otherwise)."""
+    reader = x_reader(dataset)
     table = read_table(store, dataset, split)
-    x = fixed_list_to_numpy(table.column("x")).reshape(-1, *dataset.feature_shape)
+    x = reader.numpy(table.column("x")).reshape(-1, *dataset.feature_shape)
     return SplitArrays(
         x=x if x.flags.writeable else np.array(x, copy=True),
         y=table.column("y").to_numpy().copy(),
@@ -245,6 +262,108 @@ def fixed_list_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         )
         start += len(chunk)
     return out
+
+
+@dataclass(frozen=True)
+class XReader:
+    """A dataset's stored ``x`` as the float32 rows (N, prod(feature_shape)) every consumer
+    reads: the one place the storage is decoded (`read_split`, teacher inference's batches,
+    the streamed training path through `table`). Made by `x_reader`; it pickles (Ray Data
+    ships it to its tasks and actors).
+
+    ``float32`` rows are read as they are. ``uint8`` pixels become ``pixel * (1 / (255 std))
+    - mean / std`` per channel in float32 (``pixel / 255`` without a normalisation): the
+    operations, in the order, the dataset step used when it stored float32 rows, so the values
+    are those rows' bit for bit."""
+
+    storage: str
+    width: int  # values per row: prod(feature_shape)
+    channels: int
+    scale: np.ndarray | None = None  # (1, C, 1) float32; None: divide by 255
+    offset: np.ndarray | None = None  # (1, C, 1) float32
+
+    def numpy(self, column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """``x`` of a table (a column, any number of chunks) as float32 (N, width)."""
+        self._check(column.type)
+        if self.storage == "float32":
+            return fixed_list_to_numpy(column)
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        out = np.empty((sum(len(c) for c in chunks), self.width), np.float32)
+        start = 0
+        for chunk in chunks:  # the pixels straight from Arrow's buffer into the floats
+            pixels = np.frombuffer(
+                chunk.buffers()[1], np.uint8, len(chunk) * self.width, chunk.offset * self.width
+            )
+            self.to_float(pixels.reshape(len(chunk), self.width), out[start : start + len(chunk)])
+            start += len(chunk)
+        return out
+
+    def to_float(self, pixels: np.ndarray, out: np.ndarray) -> None:
+        """uint8 ``pixels`` (N, width) scaled (and normalised) into float32 ``out`` (N, width):
+        two passes over the floats, not four."""
+        by_channel = out.reshape(len(out), self.channels, -1)
+        pixels = pixels.reshape(by_channel.shape)
+        if self.scale is None:
+            np.divide(pixels, np.float32(255), out=by_channel, dtype=np.float32)
+            return
+        np.multiply(pixels, self.scale, out=by_channel, dtype=np.float32)
+        by_channel -= self.offset
+
+    def table(self, table: pa.Table) -> pa.Table:
+        """``table`` with ``x`` as float32 rows (unchanged when stored so): a Ray Data
+        ``map_batches`` function for the streamed path."""
+        if self.storage == "float32":
+            return table
+        x = self.numpy(table.column("x"))
+        rows = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), self.width)
+        return table.set_column(table.schema.get_field_index("x"), "x", rows)
+
+    def _check(self, found: pa.DataType) -> None:
+        if self.storage == "uint8":
+            ok = pa.types.is_fixed_size_binary(found) and found.byte_width == self.width
+        else:
+            ok = pa.types.is_fixed_size_list(found) and found.list_size == self.width
+        if not ok:
+            raise ArtifactError(
+                f"dataset column x is {found}, but its manifest says x_storage "
+                f"'{self.storage}' of {self.width} values a row: the files and the manifest "
+                "disagree; rebuild the dataset (run its `dataset` step again)"
+            )
+
+
+def x_reader(dataset: Dataset) -> XReader:
+    """How ``dataset``'s ``x`` is read (`XReader`); an `ArtifactError` for a storage this
+    version does not know (a dataset written by a newer kdorch) or one it cannot have."""
+    width = int(np.prod(dataset.feature_shape))
+    storage = dataset.x_storage
+    if storage not in X_STORAGES:
+        raise ArtifactError(
+            f"dataset {dataset.source} at {dataset.path} stores x as '{storage}', which this "
+            f"version of kdorch cannot read (it reads {', '.join(X_STORAGES)}): upgrade kdorch, "
+            "or run the dataset's `dataset` step with this version to rebuild it"
+        )
+    if storage == "float32":
+        return XReader(storage, width, 1)
+    channels = int(dataset.feature_shape[0])
+    norm = dataset.normalization
+    if norm is None:
+        return XReader(storage, width, channels)
+    if norm.kind != "channel" or len(norm.mean) != channels:
+        raise ArtifactError(
+            f"dataset {dataset.source} at {dataset.path} stores uint8 pixels with a "
+            f"'{norm.kind}' normalisation of {len(norm.mean)} values for {channels} channels: "
+            "pixels take a per-channel one; rebuild the dataset"
+        )
+    return XReader(storage, width, channels, *channel_scale(norm))
+
+
+def channel_scale(norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """(1 / (255 std), mean / std) per channel in float32, shaped (1, C, 1): what a pixel is
+    multiplied by, then what is subtracted (computed in float64, rounded once)."""
+    std = np.asarray(norm.std, np.float64)
+    mean = np.asarray(norm.mean, np.float64)
+    scale = (1 / (255 * std)).astype(np.float32).reshape(1, -1, 1)
+    return scale, (mean / std).astype(np.float32).reshape(1, -1, 1)
 
 
 def skipped_note(dataset: Dataset) -> str:

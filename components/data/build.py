@@ -265,7 +265,7 @@ def build_images(cfg: DatasetConfig, ctx: StepContext) -> Dataset:
         )
         normalization = channel_normalization(decoded.histogram, fit_on) if fit_on else None
         path = ctx.output_path("dataset")
-        counts = write_image_splits(job, decoded, normalization, ctx.store, path)
+        counts = write_image_splits(job, decoded, ctx.store, path)
     transform = shape.describe() + ";scale:/255"
     if normalization is not None:
         transform += f";standardize-channels:{normalization.fitted_on}"
@@ -279,6 +279,7 @@ def build_images(cfg: DatasetConfig, ctx: StepContext) -> Dataset:
         transform=transform,
         normalization=normalization,
         skipped=skipped_rows(listing, decoded.bad, ctx),
+        x_storage="uint8",  # pixels; `XReader` scales and normalises them
     )
 
 

@@ -24,11 +24,12 @@ class DatasetComponent(Component[DatasetConfig, BaseModel, DatasetOutputs]):
     std fitted on the train split only, applied to every split before it is written and
     recorded in the artifact (`Dataset.normalization`), so every consumer sees the same data.
     Images (an image folder, or a Parquet column of PNG/JPEG bytes) are decoded here, in chunks,
-    resized, scaled to [0, 1] and normalised per channel (`normalize: channel`), then stored as
-    float32 [C, H, W] (`components.data.image_build`). The labels are checked: a float label
-    needs `label_kind: categorical`, integers must be class indices 0..K-1, and every split
-    must hold every class. `kdorch validate` checks a source from its Parquet footers or its
-    folder listing alone (`check_config`).
+    resized and stored as uint8 pixels with the per-channel statistics (`normalize: channel`);
+    every reader gets float32 [C, H, W] rows, scaled to [0, 1] and normalised
+    (`components.data.image_build`, `components.artifacts.datasets.XReader`). The labels are
+    checked: a float label needs `label_kind: categorical`, integers must be class indices
+    0..K-1, and every split must hold every class. `kdorch validate` checks a source from its
+    Parquet footers or its folder listing alone (`check_config`).
     """
 
     key = "dataset"

@@ -2,7 +2,9 @@
 
 The dataset step is where images are decoded — once, before anything trains — because every
 consumer (teacher inference, training on either path, evaluation, DisWOT, Meta-DMoE) reads the
-same float32 [C, H, W] rows, and a teacher's cached logits belong to exactly those pixels. It
+same pixels, and a teacher's cached logits belong to exactly those. They are stored as uint8
+(``x_storage: uint8``) with the per-channel statistics in the artifact; the one reader
+(`components.artifacts.datasets.XReader`) gives every consumer float32 [C, H, W] rows. The step
 never holds more than a few chunks of images:
 
 1. **Decode** (`decode_splits`): the listing's rows, split already, are read and decoded in
@@ -13,10 +15,10 @@ never holds more than a few chunks of images:
    (``on_bad_row``); an image of another size with no ``image_size`` fails the step, naming two
    files. Nothing is written to the store before every image has been read.
 2. **Write** (`write_image_splits`): the per-channel mean and std of the training split come
-   from its histogram (exact, in float64); each split's spill file is read back a part at a
-   time, scaled and normalised per channel (float32), and written as
-   `part-NNNNN.parquet` files of a fixed row count: the same rows give the same bytes, whatever
-   the thread count or chunk size.
+   from its histogram (exact, in float64) and go into the artifact; each split's spill file is
+   read back a part at a time and its pixels written as they are, as `part-NNNNN.parquet` files
+   of a fixed row count: the same rows give the same bytes, whatever the thread count or chunk
+   size.
 """
 
 from __future__ import annotations
@@ -253,27 +255,8 @@ def channel_normalization(histogram: np.ndarray, fitted_on: str) -> Normalizatio
     return Normalization(kind="channel", fitted_on=fitted_on, mean=mean.tolist(), std=std.tolist())
 
 
-def to_float(pixels: np.ndarray, normalization: Normalization | None) -> np.ndarray:
-    """uint8 pixels (N, C, H, W) as the dataset stores them: float32, scaled to [0, 1] (as the
-    bundled images are: ``/ 255`` in float32) and normalised per channel, as
-    ``pixel * (1 / (255 std)) - mean / std`` (two passes over the floats, not four)."""
-    if normalization is None:
-        return np.divide(pixels, np.float32(255), dtype=np.float32)
-    shape = (1, -1) + (1,) * (pixels.ndim - 2)
-    std = np.asarray(normalization.std, np.float64)
-    mean = np.asarray(normalization.mean, np.float64)
-    scale = (1 / (255 * std)).astype(np.float32).reshape(shape)
-    x = np.multiply(pixels, scale, dtype=np.float32)
-    x -= (mean / std).astype(np.float32).reshape(shape)
-    return x
-
-
 def write_image_splits(
-    job: ImageJob,
-    decoded: Decoded,
-    normalization: Normalization | None,
-    store: ArtifactStore,
-    path: str,
+    job: ImageJob, decoded: Decoded, store: ArtifactStore, path: str
 ) -> dict[str, int]:
     """Pass 2 (see the module docstring): each split's part files under ``path``, several parts
     on threads, each read from the spill a row group at a time; rows per split."""
@@ -303,7 +286,7 @@ def write_image_splits(
             starts = range(0, max(len(rows), 1), per_file)
             parts = ordered_map(
                 pool,
-                partial(spill.part_bytes, job.listing, normalization, size=per_file),
+                partial(spill.part_bytes, job.listing, size=per_file),
                 starts,
                 window=job.threads + 1,  # one more: a part waits while the last is stored
             )
@@ -326,15 +309,13 @@ class Spill:
     group: int  # rows per Parquet row group
     folder: Path  # where a part is written before it goes to the store
 
-    def part_bytes(
-        self, listing: ImageListing, normalization: Normalization | None, start: int, *, size: int
-    ) -> bytes:
+    def part_bytes(self, listing: ImageListing, start: int, *, size: int) -> bytes:
         """The Parquet bytes of rows ``start:start+size``, written a row group at a time, so a
-        part holds one group's floats in memory besides its compressed bytes."""
+        part holds one group's pixels in memory besides its bytes."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from components.artifacts.datasets import IMAGE_PARQUET_OPTIONS, SplitArrays, to_table
+        from components.artifacts.datasets import IMAGE_PARQUET_OPTIONS, pixels_table
 
         end = min(start + size, len(self.rows))
         row_bytes = int(np.prod(self.shape))
@@ -348,8 +329,7 @@ class Spill:
                     os.pread(self.fd, len(take) * row_bytes, at * row_bytes) if len(take) else b""
                 )
                 pixels = np.frombuffer(data, np.uint8).reshape(len(take), *self.shape)
-                x = to_float(pixels, normalization)
-                table = to_table(SplitArrays(x, listing.y[take], listing.row_id[take]))
+                table = pixels_table(pixels, listing.y[take], listing.row_id[take])
                 writer = writer or pq.ParquetWriter(local, table.schema, **IMAGE_PARQUET_OPTIONS)
                 writer.write_table(table)
             assert writer is not None

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from components.artifacts.datasets import fixed_list_to_numpy
+from components.artifacts.datasets import XReader
 from components.artifacts.logits import fixed_list
 from components.data.augment import Views
 from orchestrator import ArtifactStore
@@ -33,6 +33,7 @@ class TeacherPredictor:
         feature: str | None,
         use_gpu: bool,
         views: Views | None = None,
+        x_reader: XReader | None = None,
     ):
         import torch
 
@@ -43,6 +44,8 @@ class TeacherPredictor:
         model, _ = load_model(store, teacher)
         self.model = model.eval().to(self.device)
         self.shape = feature_shape
+        # How the dataset stores x (`x_reader(dataset)`); None: float32 rows, as tables do.
+        self.x_reader = x_reader or XReader("float32", int(np.prod(feature_shape)), 1)
         self.dtype = pa.float16() if precision == "float16" else pa.float32()
         self.np_dtype = np.float16 if precision == "float16" else np.float32
         self.top_k, self.feature = top_k, feature
@@ -52,7 +55,7 @@ class TeacherPredictor:
         """What the teacher sees of ``batch``: the clean rows, or each view's tensors in view
         order (`components.data.augment`), on the teacher's device."""
         torch = self.torch
-        x = torch.from_numpy(fixed_list_to_numpy(batch.column("x"))).reshape(-1, *self.shape)
+        x = torch.from_numpy(self.x_reader.numpy(batch.column("x"))).reshape(-1, *self.shape)
         x = x.to(self.device)
         if self.views is None:
             return [x]

@@ -46,6 +46,7 @@ class TeacherInference(
     default_resources = Resources(num_cpus=1)
 
     def run(self, inputs: TeacherInferenceInputs, ctx: StepContext) -> TeacherInferenceOutputs:
+        from components.artifacts.datasets import x_reader
         from components.artifacts.logits import ShardWriter
         from components.inference.predictor import TeacherPredictor
         from orchestrator.execution import metrics as dashboard
@@ -67,6 +68,7 @@ class TeacherInference(
             "store": ctx.store,
             "teacher": teacher,
             "feature_shape": data.feature_shape,
+            "x_reader": x_reader(data),  # float32 rows, whatever the storage
             "precision": cfg.precision,
             "top_k": cfg.top_k,
             "feature": cfg.feature,

@@ -26,6 +26,7 @@ from components.artifacts.datasets import (
     read_split,
     select_domains,
     split_source,
+    x_reader,
 )
 from components.artifacts.logits import TEACHER_COLUMNS, check_matches_dataset, read_teacher_table
 from orchestrator import ArtifactError, ArtifactStore
@@ -173,8 +174,13 @@ def streamed_dataset(
     """One split as a Ray Data dataset (files verified first), teacher columns joined."""
     import ray.data
 
+    reader = x_reader(dataset)  # before any read: a storage it does not know is refused here
     filesystem, paths = split_source(store, dataset, [split])
     ds = ray.data.read_parquet(paths, filesystem=filesystem)
+    if reader.storage != "float32":
+        # Image pixels to float32 rows in the read tasks (fused with the read), a whole block
+        # at a time (batch_size None): the blocks, hence the shuffled batches, stay as read.
+        ds = ds.map_batches(reader.table, batch_format="pyarrow", batch_size=None)
     if settings is not None and (settings.domains is not None or settings.exclude_domains):
         keep = [
             i

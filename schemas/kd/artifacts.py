@@ -51,9 +51,13 @@ class Dataset(ArtifactRef):
     stay valid), ``x`` (fixed_size_list<float32>[prod(feature_shape)]) and ``y`` (int64); a
     multi-domain dataset adds ``domain`` (int64, an index into ``domains``).
 
-    ``x`` is stored as every consumer sees it (teacher inference, training, evaluation): already
-    scaled or standardised. ``transform`` names what was applied and ``normalization`` holds a
-    standardisation's statistics; both are part of the manifest, hence of the data version.
+    Every consumer (teacher inference, training, evaluation) reads ``x`` as float32, already
+    scaled or standardised: stored so (``x_storage: float32``), or, for images, stored as uint8
+    pixels (``x_storage: uint8``: fixed_size_binary[prod(feature_shape)], one byte a value, in
+    C order) that the reader scales by 1/255 and standardises per channel with
+    ``normalization`` (`components.artifacts.datasets.XReader`). ``transform`` names what was
+    applied, ``normalization`` holds a standardisation's statistics; all three are part of the
+    manifest, hence of the data version.
     """
 
     splits: dict[str, int] = Field(description="Rows per split, e.g. {'train': 3000, ...}.")
@@ -75,6 +79,11 @@ class Dataset(ArtifactRef):
     skipped: SkippedRows | None = Field(
         None, description="Unreadable rows left out of every split (`on_bad_row: skip`)."
     )
+    x_storage: str = Field(
+        "float32",
+        description="How x is stored: 'float32' (as read) or 'uint8' (image pixels, scaled and "
+        "normalised by the reader). A reader refuses a value it does not know.",
+    )
 
     @model_serializer(mode="wrap")
     def _without_unset_skipped(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -84,6 +93,8 @@ class Dataset(ArtifactRef):
         data: dict[str, Any] = handler(self)
         if self.skipped is None:
             data.pop("skipped", None)
+        if self.x_storage == "float32":  # likewise: datasets stored as before keep their version
+            data.pop("x_storage", None)
         return data
 
     def domain_ids(self, names: list[str]) -> list[int]:
