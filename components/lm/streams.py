@@ -10,13 +10,15 @@ under `KDBatch`'s names (``teacher_topk_indices`` int32, ``teacher_topk_values``
 - **held** (`held_columns`): a split that fits ``worker_cache_mb`` per worker is read once
   (verified), kept as numpy columns and fully reshuffled each epoch by the loop's
   `HeldBatches` (seeded: the same config trains the same weights on one CPU worker);
-- **streamed** (`SequenceStream`): a larger split is read every epoch one sequence part and
-  one cache shard at a time (`components.lm.cache.cached_batches`: ``row_id``\\ s checked
-  row by row), rows dealt to workers in turn (global row i to worker i mod world, each worker
-  the same count, so DDP workers take the same number of steps), and shuffled through a
-  seeded buffer of ``shuffle_buffer`` rows. Memory: a part, a shard and the buffer, whatever
-  the corpus's size. Not Ray Data: a split and its cache are two aligned row streams, which a
-  zip of two files at a time serves without a join.
+- **streamed** (`SequenceStream`): a larger split is read every epoch a unit at a time
+  (`components.lm.stream_units`: a cache shard and its rows of the sequences, ``row_id``\\ s
+  checked row by row), units in a seeded order, rows dealt to workers in turn (global row i to
+  worker i mod world, each worker the same count, so DDP workers take the same number of
+  steps), and shuffled through a seeded buffer of ``shuffle_buffer`` rows. In a Ray process the
+  units are read through Ray Data at bounded object-store memory (`components.lm.ray_feed`),
+  elsewhere in the worker's own process. Memory: a part, a few units and the buffer, whatever
+  the corpus's size; training starts after the first unit. `StreamedRows.position` lets a
+  checkpoint resume the epoch where it stood.
 
 `plan` is the one place that chooses between them.
 """
@@ -24,12 +26,22 @@ under `KDBatch`'s names (``teacher_topk_indices`` int32, ``teacher_topk_values``
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from components.lm.stream_units import (
+    Columns,
+    Unit,
+    UnitPlan,
+    UnitReader,
+    epoch_order,
+    local_feed,
+    plan_units,
+    teacher_columns,
+)
 from components.training.batches import shuffle_seed
 from components.training.data import TrainingData
 from orchestrator import ArtifactStore
@@ -37,21 +49,8 @@ from schemas.kd.components.training import TrainingSettings
 from schemas.kd.text import TokenSequences
 from schemas.kd.token_cache import TokenCache
 
-Columns = dict[str, np.ndarray]
 #: Rows read at a time from a part (or a part and its cache shard).
 CHUNK_ROWS = 256
-
-
-def _teacher_columns(teacher: Any, cache: TokenCache) -> Columns:
-    """A decoded `TeacherTargets` in the compact dtypes the cache stores."""
-    values = np.float16 if cache.dtype == "float16" else np.float32
-    if cache.encoding == "dense":
-        return {"teacher_logits": teacher.logprobs.numpy().astype(values)}
-    return {
-        "teacher_topk_indices": teacher.topk_ids.numpy().astype(np.int32),
-        "teacher_topk_values": teacher.topk_logprobs.numpy().astype(values),
-        "teacher_rest_mass": teacher.rest_mass.numpy(),
-    }
 
 
 def row_chunks(
@@ -79,7 +78,7 @@ def row_chunks(
                 "x": batch.inputs.numpy().astype(np.int32),
                 "y": batch.targets.numpy().astype(np.int32),
                 "mask": batch.mask.numpy(),
-                **_teacher_columns(batch.teacher, cache),
+                **teacher_columns(batch.teacher, cache),
             }
         return
     width = sequences.seq_len + 1
@@ -142,6 +141,9 @@ class SequenceStream:
     sequences: TokenSequences
     cache: TokenCache | None
     split: str
+    #: Who reads the units: "ray" (Ray Data), "local" (this process), "auto" (Ray Data in a
+    #: process connected to Ray).
+    via: str = "auto"
 
     def for_worker(
         self, *, batch_size: int, shuffle: bool, settings: TrainingSettings, rank: int, world: int
@@ -152,7 +154,16 @@ class SequenceStream:
 @dataclass
 class StreamedRows:
     """One worker's batches of a `SequenceStream`: rows ``rank``, ``rank + world``, ... up to
-    an equal count per worker, through a seeded shuffle buffer when ``shuffle``."""
+    an equal count per worker, read a unit at a time (`components.lm.stream_units`: a cache
+    shard and its sequence rows) in a seeded order, through a seeded shuffle buffer when
+    ``shuffle``.
+
+    Resumable mid-epoch: `position` says where the batches stood after the last one yielded
+    (the epoch, the units fed to the buffer, the buffer's rows not yet yielded in their order,
+    how many of them this pass yields, the shuffle generator's state: JSON, for a checkpoint);
+    after `resume_from` the next `batches` of that epoch yields exactly the batches the
+    interrupted one would have, reading again only the units whose rows were still in the
+    buffer. ``units_read`` counts the units the epoch read (after a resume: since then)."""
 
     stream: SequenceStream
     batch_size: int
@@ -160,51 +171,108 @@ class StreamedRows:
     settings: TrainingSettings
     rank: int
     world: int
+    units_read: int = 0
+    _plan: UnitPlan | None = field(default=None, repr=False)
+    _resume: dict[str, Any] | None = field(default=None, repr=False)
+    _at: tuple[Any, ...] | None = field(default=None, repr=False)
 
-    def _mine(self) -> Iterator[Columns]:
+    def plan(self) -> UnitPlan:
+        if self._plan is None:
+            s = self.stream
+            self._plan = plan_units(s.store, s.sequences, s.cache, s.split)
+        return self._plan
+
+    def reader(self) -> UnitReader:
         s = self.stream
-        quota = s.sequences.splits[self.split_name].sequences // self.world
-        taken = 0
-        for chunk in row_chunks(
-            s.store,
-            s.sequences,
-            s.cache,
-            s.split,
-            across_documents=self.settings.across_documents,
-        ):
-            pick = np.flatnonzero(chunk["row_id"] % self.world == self.rank)[: quota - taken]
-            taken += len(pick)
-            if len(pick):
-                yield {name: values[pick] for name, values in chunk.items()}
-            if taken >= quota:
-                return
+        across = self.settings.across_documents
+        return UnitReader(s.store, s.sequences, s.cache, self.plan(), across)
 
-    @property
-    def split_name(self) -> str:
-        return self.stream.split
+    def position(self) -> dict[str, Any] | None:
+        """Where the batches stand (class docstring); None before the first batch."""
+        if self._at is None:
+            return None
+        epoch, fed, due, stop, rows, state = self._at
+        ahead = rows[stop:].tolist()
+        return {"epoch": epoch, "fed": fed, "due": due - stop, "ahead": ahead, "rng": state}
+
+    def resume_from(self, position: dict[str, Any]) -> None:
+        """The next `batches` of ``position``'s epoch goes on from there."""
+        self._resume = position
+
+    def _feed(self, units: list[Unit]) -> Iterator[Columns]:
+        import ray
+
+        from components.lm.ray_feed import ray_feed
+
+        reader = self.reader()
+        feed: Iterator[Columns] = iter(())
+        via = self.stream.via
+        if units and (via == "ray" or (via == "auto" and ray.is_initialized())):
+            longest = max(u.stop - u.start for u in units)
+            unit_bytes = longest * row_bytes(self.stream.sequences, self.stream.cache)
+            feed = ray_feed(reader, units, unit_bytes)
+        elif units:
+            feed = local_feed(reader, units)
+        for columns in feed:
+            self.units_read += 1
+            yield columns
+
+    def _mine(self, columns: Columns) -> Columns:
+        rows = self.stream.sequences.splits[self.stream.split].sequences
+        row_id = columns["row_id"]
+        keep = (row_id % self.world == self.rank) & (row_id < rows // self.world * self.world)
+        return {name: values[keep] for name, values in columns.items()}
+
+    def _reread(self, ahead: np.ndarray) -> Columns:
+        """The buffer's rows ``ahead`` (row ids, in order) read again from their units."""
+        plan = self.plan()
+        reader = self.reader()
+        units = [plan.units[i] for i in np.unique(plan.units_of(ahead))]
+        self.units_read += len(units)
+        read = [reader.read(u) for u in units]
+        joined = {n: np.concatenate([r[n] for r in read]) for n in read[0]}
+        where = np.searchsorted(joined["row_id"], ahead)
+        return {n: v[where] for n, v in joined.items()}
 
     def batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         size = self.settings.shuffle_buffer if self.shuffle else 0
+        order = epoch_order(self.plan(), self.settings.seed, epoch, self.shuffle)
         generator = np.random.default_rng(shuffle_seed(self.settings.seed, epoch, self.rank))
-        pending: list[Columns] = []
-        count = 0
-        for chunk in self._mine():
-            pending.append(chunk)
-            count += len(chunk["y"])
-            if count >= max(size, self.batch_size):
-                buffer = {n: np.concatenate([c[n] for c in pending]) for n in pending[0]}
-                order = generator.permutation(count) if size else np.arange(count)
-                cut = count - count % self.batch_size
-                for start in range(0, cut, self.batch_size):
-                    yield _tensors(buffer, order[start : start + self.batch_size])
-                rest = order[cut:]
-                pending = [{n: v[rest] for n, v in buffer.items()}] if len(rest) else []
-                count = len(rest)
-        if count:
-            buffer = {n: np.concatenate([c[n] for c in pending]) for n in pending[0]}
-            order = generator.permutation(count) if size else np.arange(count)
-            for start in range(0, count, self.batch_size):
-                yield _tensors(buffer, order[start : start + self.batch_size])
+        resume, self._resume = self._resume, None
+        self.units_read = 0
+        fed, due, buffer = 0, 0, None
+        state = generator.bit_generator.state
+        if resume is not None and resume["epoch"] == epoch:
+            generator.bit_generator.state = state = resume["rng"]
+            fed, due = resume["fed"], resume["due"]
+            ahead = np.asarray(resume["ahead"], np.int64)
+            buffer = self._reread(ahead) if len(ahead) else None
+        feed = self._feed(order[fed:])
+        while True:
+            pending: list[Columns] = []
+            if buffer is not None:
+                for start in range(0, due, self.batch_size):
+                    stop = min(start + self.batch_size, due)
+                    self._at = (epoch, fed, due, stop, buffer["row_id"], state)
+                    yield _tensors(buffer, np.arange(start, stop))
+                pending = [{n: v[due:] for n, v in buffer.items()}]
+            count = sum(len(p["row_id"]) for p in pending)
+            exhausted = False
+            while count < max(size, self.batch_size):
+                columns = next(feed, None)
+                if columns is None:
+                    exhausted = True
+                    break
+                fed += 1
+                pending.append(self._mine(columns))
+                count += len(pending[-1]["row_id"])
+            if not count:
+                return
+            joined = {n: np.concatenate([p[n] for p in pending]) for n in pending[0]}
+            shuffled = generator.permutation(count) if size else np.arange(count)
+            buffer = {n: v[shuffled] for n, v in joined.items()}
+            state = generator.bit_generator.state
+            due = count if exhausted else count - count % self.batch_size
 
 
 def _tensors(columns: Columns, index: np.ndarray) -> dict[str, torch.Tensor]:

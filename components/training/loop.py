@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from components.training.batches import HeldBatches, StreamBatches
+from components.training.midepoch import BEST_FILE, STATE_FILE, MidEpoch, write_state
+from components.training.midepoch import MODEL_FILE as MODEL_FILE  # trainer.py imports it
 from components.training.optimizers import deepspeed_engine, make_optimizer, make_schedule
 from components.training.session import Session, read_meta, write_meta
 from components.training.tasks import Batches, ClassifierTask, Task, all_reduce
@@ -30,9 +32,6 @@ from schemas.kd.artifacts import ModelCheckpoint
 from schemas.kd.components.training import TrainingSettings
 from schemas.kd.models import ModelSpec
 
-MODEL_FILE = "model.pt"
-BEST_FILE = "best_model.pt"
-STATE_FILE = "train_state.pt"
 DS_TAG = "zero"
 
 
@@ -131,6 +130,7 @@ class _Run:
     accum: int = 1  # batches per optimiser step (gradient accumulation)
     clip: float | None = None  # max global gradient norm
     pending: int = 0  # batches back-propagated since the last optimiser step
+    within: dict[str, Any] | None = None  # a mid-epoch checkpoint's place (`midepoch`)
 
     def backward(self, loss: torch.Tensor) -> bool:
         """Back-propagate ``loss`` (divided by ``accum``: the gradient of the mean over the
@@ -183,10 +183,15 @@ def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) 
         eval_data, batch_size=eval_size, shuffle=False, cfg=cfg, rank=rank, world=world
     )
     step = run.start_epoch * spec.steps_per_epoch
-    last_checkpoint = time.monotonic()
+    if run.within is not None:  # resumed inside an epoch: the data goes on from there
+        step = run.within["step"]
+        getattr(train_batches, "resume_from")(run.within["position"])  # noqa: B009
+    mid = MidEpoch.of(train_batches, session, run, cfg.checkpoint_every_s)
     for epoch in range(run.start_epoch, cfg.epochs):
         started = time.perf_counter()
-        metrics, step = _train_epoch(spec, run, runner, train_batches, epoch, step, session, task)
+        metrics, step = _train_epoch(spec, run, runner, train_batches, epoch, step, mid, task)
+        if hasattr(train_batches, "units_read"):  # streamed units read this epoch, by this run
+            metrics["units_read"] = train_batches.units_read
         student_now = _unwrap(runner).student
         metrics.update(task.evaluate(student_now, eval_batches, epoch, session.device))
         metrics.update(
@@ -202,11 +207,10 @@ def run_loop(spec: LoopSpec, session: Session, train_data: Any, eval_data: Any) 
             }
         run.best = max(run.best, metrics["val_accuracy"])
         last = epoch == cfg.epochs - 1
-        due = time.monotonic() - last_checkpoint >= cfg.checkpoint_every_s
         # A Ray Train run's weights come back through its last checkpoint.
-        if (due and not last) or (last and session.returns_by_checkpoint):
+        if (mid.due() and not last) or (last and session.returns_by_checkpoint):
             _checkpoint(session, runner, run, metrics, epoch)
-            last_checkpoint = time.monotonic()
+            mid.last = time.monotonic()
         else:
             session.report(metrics, None)
     student = _unwrap(runner).student
@@ -254,13 +258,19 @@ def _resume(run: _Run, session: Session) -> None:
             run.module.load_state_dict(state["module"])
             run.optimizer.load_state_dict(state["optimizer"])
             run.scheduler.load_state_dict(state["scheduler"])
+            if "rng" in state:
+                torch.set_rng_state(state["rng"])
             if Path(restored, BEST_FILE).exists():
                 run.best_state = torch.load(
                     Path(restored, BEST_FILE), map_location="cpu", weights_only=True
                 )
         run.start_epoch, run.history = meta["epoch"] + 1, meta["history"]
         run.best, run.resumes = meta["best"], meta["resumes"] + 1
-        print(f"[kdorch] rank {session.rank}: resumed from the checkpoint of epoch {meta['epoch']}")
+        run.within = meta.get("within")
+        where = f"epoch {meta['epoch']}"
+        if run.within is not None:
+            where = f"epoch {run.within['epoch']}, step {run.within['step']} (mid-epoch)"
+        print(f"[kdorch] rank {session.rank}: resumed from the checkpoint of {where}")
 
 
 def _runner(run: _Run, world: int) -> Any:
@@ -281,15 +291,19 @@ def _train_epoch(
     data: Batches,
     epoch: int,
     step: int,
-    session: Session,
+    mid: MidEpoch,
     task: Task,
 ) -> tuple[dict[str, Any], int]:
     """One pass over this worker's training rows, from global step ``step`` (batches): the
     mean over all workers' batches of the loss and of each logged part (``train_<name>``), and
     the global step reached. The objective hears of each optimiser step (``on_step_end``) with
-    the mean loss of its group of batches."""
+    the mean loss of its group of batches; after one, ``mid`` may checkpoint (`midepoch`)."""
     sums: dict[str, float] = {}
     batches = 0
+    if run.within is not None and run.within["epoch"] == epoch:  # resumed inside this epoch
+        sums, batches = dict(run.within["sums"]), run.within["batches"]
+        run.within = None
+    session = mid.session
     group: list[float] = []  # losses of the batches since the last optimiser step
     runner.train()
     for raw in data.batches(epoch):
@@ -299,7 +313,8 @@ def _train_epoch(
         _check_finite(loss, parts, epoch, step)
         value = float(loss.detach())
         group.append(value)
-        if run.backward(loss):
+        stepped = run.backward(loss)
+        if stepped:
             _unwrap(runner).on_step_end(sum(group) / len(group))
             group = []
         sums["loss"] = sums.get("loss", 0.0) + value
@@ -307,6 +322,8 @@ def _train_epoch(
             sums[name] = sums.get(name, 0.0) + float(part)
         batches += 1
         step += 1
+        if stepped:
+            mid.maybe_save(_unwrap(runner), run, epoch, sums, batches, step)
     if run.update():  # the epoch's last, shorter group
         _unwrap(runner).on_step_end(sum(group) / len(group))
     names = sorted(sums)
@@ -329,17 +346,6 @@ def _checkpoint(
         if session.rank != 0:
             session.report(metrics, None)
             return
-        module = _unwrap(runner)
-        torch.save(module.student.state_dict(), Path(tmp, MODEL_FILE))
-        if run.best_state is not None:
-            torch.save(run.best_state, Path(tmp, BEST_FILE))
-        torch.save(
-            {
-                "module": module.state_dict(),
-                "optimizer": run.optimizer.state_dict(),
-                "scheduler": run.scheduler.state_dict(),
-            },
-            Path(tmp, STATE_FILE),
-        )
+        write_state(Path(tmp), _unwrap(runner), run)
         write_meta(Path(tmp), run.meta(epoch))
         session.report(metrics, Path(tmp))

@@ -87,9 +87,11 @@ class LocalSession:
     def report(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
         if self.on_epoch is not None:
             self.on_epoch(metrics)
-        if checkpoint is None:
-            return
-        folder = f"ckpt-{int(metrics['epoch']):05d}"
+        if checkpoint is not None:
+            self.save(checkpoint, f"ckpt-{int(metrics['epoch']):05d}")
+
+    def save(self, checkpoint: Path, folder: str) -> None:
+        """Copy ``checkpoint`` into the resume folder as ``folder``, then point at it."""
         files = sorted(p.name for p in checkpoint.iterdir() if p.is_file())
         for name in files:
             self.store.write_bytes(
