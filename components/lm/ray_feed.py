@@ -1,19 +1,20 @@
 """A streamed split's units read through Ray Data, at bounded memory.
 
-The units of an epoch (`components.lm.stream_units.epoch_order`) go to Ray Data as groups of
-consecutive units that start in the same sequence part; one read task per group
-(`UnitReader`: the part read once, then a unit at a time) yields one block per unit, and the
-training worker takes the blocks in order (`regroup` joins a unit that Ray split in two).
+The units of an epoch (`components.lm.stream_units.epoch_order`) go to Ray Data one item
+each; one actor (`UnitActor`: a `UnitReader`, which keeps the sequence part it read, so a part
+is read once per pass of its units) reads a unit per call, and the training worker takes the
+blocks in order (`regroup` joins a unit that Ray split in two).
 
 Memory, whatever the cache's size — the settings, on the dataset's own `DataContext`:
 
-- ``TaskPoolStrategy(size=1)``, ``num_cpus=READ_CPUS``: one read task at a time (one part and
-  a unit in the reader), a fraction of a CPU, so that it runs beside training workers on a
-  small node;
+- ``ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=1)``, ``num_cpus=READ_CPUS``: one
+  reader, one unit being read at a time (it holds a part and a unit), on a fraction of a CPU,
+  so that it runs beside training workers on a small node. (A read task per part that yields
+  its units was tried first: Ray Data then queues every unit the task yields, the whole part's
+  teacher tensors, whatever the limits.)
 - ``resource_limits.object_store_memory``: a few units' bytes (`object_store_budget`); Ray
-  Data's backpressure pauses the read task when its blocks in the object store reach it;
-- ``_max_num_blocks_in_streaming_gen_buffer = 2``: a read task runs at most two units ahead
-  of what the executor has taken from it;
+  Data's backpressure stops submitting units to the reader when the blocks waiting in the
+  object store reach it;
 - ``target_max_block_size``: above a unit's bytes, so a unit is one block;
 - ``preserve_order``: blocks in the epoch's order (a resumed epoch reads the same rows the same
   way), and ``iter_batches(prefetch_batches=1)``: one block waiting on the worker's side.
@@ -23,13 +24,12 @@ The worker then holds its shuffle buffer, a block and the one prefetched.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from components.lm.stream_units import Columns, Unit, UnitPlan, UnitReader
+from components.lm.stream_units import Columns, Unit, UnitReader
 
 #: CPUs a read task asks of Ray (a fraction: it waits on I/O and decodes in numpy).
 READ_CPUS = 0.25
@@ -43,23 +43,16 @@ def object_store_budget(unit_bytes: int) -> int:
     return max(MIN_BUDGET, UNITS_IN_FLIGHT * unit_bytes)
 
 
-def groups_of(plan: UnitPlan, units: list[Unit]) -> list[list[int]]:
-    """Runs of consecutive ``units`` that start in the same part, as unit indices."""
-    out: list[list[int]] = []
-    last = -1
-    for unit in units:
-        part = plan.part_of(unit.start)
-        if not out or part != last:
-            out.append([])
-        out[-1].append(unit.index)
-        last = part
-    return out
+class UnitActor:
+    """Ray Data's reader of units: one actor, which keeps its `UnitReader` (and so the last
+    sequence parts it read) from one unit to the next; a call reads one unit."""
 
+    def __init__(self, reader: UnitReader) -> None:
+        self.reader = reader
 
-def _read_group(batch: Any, reader: UnitReader, groups: list[list[int]]) -> Iterator[Any]:
-    for group in batch["group"]:
-        for index in groups[int(group)]:
-            yield reader.read(reader.plan.units[index])
+    def __call__(self, batch: dict[str, np.ndarray]) -> Columns:
+        (index,) = batch["unit"]
+        return self.reader.read(self.reader.plan.units[int(index)])
 
 
 def ray_feed(reader: UnitReader, units: list[Unit], unit_bytes: int) -> Iterator[Columns]:
@@ -67,15 +60,13 @@ def ray_feed(reader: UnitReader, units: list[Unit], unit_bytes: int) -> Iterator
     docstring)."""
     import ray.data
 
-    groups = groups_of(reader.plan, units)
-    if not groups:
-        return
-    items = [{"group": i} for i in range(len(groups))]
+    items = [{"unit": u.index} for u in units]
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        functools.partial(_read_group, reader=reader, groups=groups),
+        UnitActor,
+        fn_constructor_kwargs={"reader": reader},
         batch_size=1,
         batch_format="numpy",
-        compute=ray.data.TaskPoolStrategy(size=1),
+        compute=ray.data.ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=1),
         num_cpus=READ_CPUS,
     )
     context = dataset.context
@@ -85,11 +76,8 @@ def ray_feed(reader: UnitReader, units: list[Unit], unit_bytes: int) -> Iterator
         object_store_memory=object_store_budget(unit_bytes)
     )
     context.target_max_block_size = max(context.target_max_block_size or 0, 2 * unit_bytes)
-    context._max_num_blocks_in_streaming_gen_buffer = 2
     blocks = dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
-    yield from regroup(
-        blocks, [reader.plan.units[i].stop - reader.plan.units[i].start for g in groups for i in g]
-    )
+    yield from regroup(blocks, [u.stop - u.start for u in units])
 
 
 def regroup(blocks: Any, sizes: list[int]) -> Iterator[Columns]:
