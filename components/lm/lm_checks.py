@@ -205,6 +205,12 @@ def evaluate_wiring_issues(config: Any, wiring: Wiring) -> list[ConfigIssue]:
     return issues + split_issues(_sequences(wiring), [("split", config.split)])
 
 
+def listed_split_issues(field: str, splits: list[str] | None, wiring: Wiring) -> list[ConfigIssue]:
+    """A config's list of splits (``field``) against those of the sequences on `sequences`."""
+    wanted = [(f"{field}.{i}", name) for i, name in enumerate(splits or [])]
+    return split_issues(_sequences(wiring), wanted)
+
+
 def seqkd_wiring_issues(config: Any, wiring: Wiring) -> list[ConfigIssue]:
     """`seqkd`'s teacher against the sequences and prompt lengths; its splits against theirs."""
     wanted = [("split", config.split)]

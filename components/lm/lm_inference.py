@@ -41,8 +41,10 @@ class LMInference(
     @classmethod
     def check_wiring(cls, config: LMInferenceConfig, wiring: Wiring) -> list[ConfigIssue]:
         from components.lm.checks import inference_wiring_issues
+        from components.lm.lm_checks import listed_split_issues
 
-        return inference_wiring_issues(config.top_k(), wiring)
+        issues = inference_wiring_issues(config.top_k(), wiring)
+        return issues + listed_split_issues("splits", config.splits, wiring)
 
     def run(self, inputs: LMInferenceInputs, ctx: StepContext) -> LMInferenceOutputs:
         from components.lm.teacher import write_cache

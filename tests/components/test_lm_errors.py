@@ -92,6 +92,16 @@ def test_k_larger_than_the_vocabulary(tmp_path: Path, capsys: pytest.CaptureFixt
     )
 
 
+def test_a_split_to_cache_that_the_sequences_lack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: validated (exit 0), then a KeyError from the part-file listing at run time.
+    steps = lm_steps(corpus_file(tmp_path), cache={"k": 8, "splits": ["train", "tst"]})
+    err = refused(tmp_path, capsys, steps)
+    assert "steps[4] (cache).config.splits[1]" in err and "did you mean 'test'?" in err
+    assert "the sequences of step 'tokens' have no split 'tst' (splits: train, val, test)" in err
+
+
 def test_sequences_longer_than_the_teachers_positions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
