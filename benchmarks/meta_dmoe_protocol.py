@@ -4,9 +4,10 @@
 scored on the held-out domain's 170 test rows). This benchmark asks whether Meta-DMoE's gain
 over ERM is larger than the noise, with kdorch doing every step:
 
-- scoring: every row of the held-out domain (~833 of 5,000; no student or aggregator ever sees
-  any of them). A second dataset step, ``data_all``, cuts the same rows into the same domains
-  (the domain partition depends on the dataset's seed only) with one split, ``all``, and
+- scoring: every row of the held-out domain (830 of 5,000 at 0°, 30°, 75°; no student or
+  aggregator ever sees any of them). A second dataset step, ``data_all``, cuts the same rows
+  into the same domains (the domain partition depends on the dataset's seed only) with one
+  split, ``all``, and
   ``evaluate`` scores ``all`` restricted to the held-out domain. The adaptive models are
   cross-fitted (`components.metadmoe.adaptive.predict_per_domain`): the domain's rows are cut
   into disjoint batches of ~24, each batch adapts the student once, and each row is predicted
@@ -410,13 +411,157 @@ def mean_tables(documents: dict[int, dict[str, Any]]) -> tuple[list[str], dict[s
     return lines, out
 
 
+def _median_ms(fn: Any, repeats: int = 20) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def cost(storage: str) -> list[str]:
+    """What runs per row (the student) and what runs once per adaptation batch (the experts on
+    the batch, the aggregator, the inner step's forward and backward), for seed 0's models of
+    the first run in ``storage``: parameters, MACs, and single-thread CPU time."""
+    import torch
+
+    from components.metadmoe.checkpoints import load_adaptive
+    from components.models.profile import count_parameters, estimate_flops
+    from orchestrator.storage.store import ArtifactStore
+    from schemas.kd.artifacts import AdaptiveModelCheckpoint
+
+    torch.set_num_threads(1)
+    store = ArtifactStore(storage)
+    runs = sorted(Path(storage, "runs").glob("*/run.json"))
+    steps = {s["step_id"]: s for s in json.loads(runs[0].read_text())["steps"]}
+    meta = load_adaptive(
+        store, AdaptiveModelCheckpoint.model_validate(steps["meta_s0"]["outputs"]["adaptive"])
+    )
+    student, experts, aggregator = meta.student, list(meta.experts), meta.aggregator
+    shape = (1, 28, 28)
+    support = int(steps["meta_s0"]["outputs"]["adaptive"]["adaptation"]["support_size"])
+    x = torch.rand(support, *shape)
+    one = x[:1]
+    tokens = (len(experts), aggregator.expert_dim)
+    rows = [
+        (
+            "student, per row (inference)",
+            count_parameters(student),
+            estimate_flops(student, shape),
+            _median_ms(lambda: student(one)),
+        ),
+        (
+            f"experts ({len(experts)}), on the batch of {support}",
+            sum(count_parameters(e) for e in experts),
+            support * sum(estimate_flops(e, shape) for e in experts),
+            _median_ms(lambda: meta.expert_features(x)),
+        ),
+        (
+            f"aggregator, on the batch of {support}",
+            count_parameters(aggregator),
+            support * estimate_flops(aggregator, tokens),
+            _median_ms(lambda: aggregator(meta.expert_features(x)))
+            - _median_ms(lambda: meta.expert_features(x)),
+        ),
+        (
+            f"whole adaptation to a domain (experts + aggregator + inner step on {support} rows)",
+            count_parameters(student)
+            + count_parameters(aggregator)
+            + sum(count_parameters(e) for e in experts),
+            support
+            * (
+                3 * estimate_flops(student, shape)
+                + estimate_flops(aggregator, tokens)
+                + sum(estimate_flops(e, shape) for e in experts)
+            ),
+            _median_ms(lambda: meta.adapt(x)),
+        ),
+    ]
+    lines = [
+        "| what runs | parameters | MACs | CPU time, 1 thread (ms, median) |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {what} | {params:,} | {macs:,} | {ms:.2f} |" for what, params, macs, ms in rows]
+    lines.append("(inner step MACs: forward + backward of the student, counted as 3x its forward)")
+    return lines
+
+
+def finished_reports(storage: str) -> dict[int, dict[str, Any]]:
+    """Held-out angle -> report.json of every protocol run in ``storage`` whose report step
+    finished (the latest per angle): the tables of a run cut short."""
+    found: dict[int, dict[str, Any]] = {}
+    for path in sorted(Path(storage, "runs").glob("*/run.json")):
+        record = json.loads(path.read_text())
+        name = str(record.get("pipeline", ""))
+        if not name.startswith("meta_dmoe_protocol_t"):
+            continue
+        steps = {s["step_id"]: s for s in record["steps"]}
+        report = steps.get("report")
+        if report and report.get("outputs"):
+            found[int(name.removeprefix("meta_dmoe_protocol_t"))] = read_report(
+                storage, report["outputs"]["report"]
+            )
+    return found
+
+
+def docs_tables(documents: dict[int, dict[str, Any]], mean: dict[str, Any]) -> list[str]:
+    """The two tables of docs/meta_dmoe.md: each method per held-out domain and over their mean
+    (mean top-1 with its 95% t interval over seeds), then each comparison (mean difference,
+    bootstrap interval, verdict)."""
+    targets = sorted(documents)
+    head = " | ".join(f"rot{t}" for t in targets)
+    lines = [f"| method | {head} | mean |", "|---" * (len(targets) + 2) + "|"]
+    for label in METHODS:
+        cells = []
+        for t in targets:
+            r = documents[t]["recipes"][label]
+            ci = r["interval"]
+            cells.append(f"{100 * r['mean']:.1f} [{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]")
+        m = mean["methods"][label]
+        lo, hi = m["ci"]
+        lines.append(f"| {label} | {' | '.join(cells)} | {m['mean']:.1f} [{lo:.1f}, {hi:.1f}] |")
+    lines += ["", f"| a - b | {head} | mean |", "|---" * (len(targets) + 2) + "|"]
+    for j, (a, b) in enumerate(COMPARE):
+        cells = []
+        for t in targets:
+            c = next(c for c in documents[t]["comparisons"] if c["a"] == a and c["b"] == b)
+            boot = c["bootstrap"]
+            cells.append(
+                f"{100 * c['mean_difference']:+.1f} {_ci(100 * boot['low'], 100 * boot['high'])}"
+                f" {_short(c['verdict'])}"
+            )
+        c = mean["comparisons"][j]
+        lo, hi = c["bootstrap"]
+        cells.append(f"{c['mean']:+.1f} {_ci(lo, hi)} {_short(c['verdict'])}")
+        lines.append(f"| {a} - {b} | {' | '.join(cells)} |")
+    return lines
+
+
+def _short(verdict: str) -> str:
+    return "**better**" if verdict == "better" else "**worse**" if verdict == "worse" else "n.d."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--storage", required=True)
     parser.add_argument("--targets", type=int, nargs="+", default=[0, 30, 75])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--size", choices=sorted(SIZES), default="smoke")
+    parser.add_argument("--cost", action="store_true", help="only the cost table, from the store")
+    parser.add_argument(
+        "--tables", action="store_true", help="only the docs' tables, from the finished reports"
+    )
     args = parser.parse_args()
+    if args.cost:
+        print("\n".join(cost(args.storage)))
+        return
+    if args.tables:
+        finished = finished_reports(args.storage)
+        print("\n".join(docs_tables(finished, mean_tables(finished)[1])))
+        return
     started = time.perf_counter()
     documents: dict[int, dict[str, Any]] = {}
     results: dict[str, Any] = {"size": args.size, "seeds": args.seeds, "targets": {}}

@@ -92,7 +92,7 @@ def predict_per_domain(
     chunk's first ``support_size`` rows (unlabeled) adapt the student once, and the rows of
     chunk k are predicted with the weights of chunk k + 1 (the last with the first's). So every
     row is scored, never with weights adapted on itself, and the score averages over all the
-    chunks' adaptations (a domain of 833 rows and batches of 24: 34 of them). Domains never
+    chunks' adaptations (a domain of 830 rows and batches of 24: 34 of them). Domains never
     share an adaptation: a domain's predictions depend only on its own rows. A domain of one
     row adapts on itself (nothing else is there).
     """
