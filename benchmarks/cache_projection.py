@@ -21,7 +21,8 @@ Inputs, each printed with where it came from:
 Per stage, for T tokens on N workers: storage = T x bytes/token; inference = T / (teacher
 tokens/s x N); a training epoch is bounded by the slowest of reading (T x bytes/token / (N x
 bandwidth)), decoding (T / (N x decode tokens/s)) and the student (T / (N x student tokens/s)),
-and the read bandwidth it needs is N x student tokens/s x bytes/token.
+and the read bandwidth it needs is N x student tokens/s x bytes/token; the same with the student
+on a GPU (an ASSUMPTION: a third of the teacher's size, as fast as the teacher's inference).
 
 Run: ``python benchmarks/cache_projection.py [--measured FILE] [--workers 1 8 64]`` (~1 min).
 """
@@ -72,6 +73,9 @@ ENCODINGS: dict[str, dict[str, Any]] = {
 KS = (32, 40, 64, 128)
 GPU_TOKENS_S = 0.4 * 989e12 / (2 * 1e9)  # ASSUMPTION: 1B params, 40% of an H100's bf16 peak
 BANDWIDTH = 100e6  # ASSUMPTION: bytes/s one worker reads from S3
+#: ASSUMPTION: a student a third of the GPU teacher's size trains at the teacher's inference
+#: rate (training costs ~3x the FLOPs of inference per token).
+GPU_STUDENT_TOKENS_S = GPU_TOKENS_S
 TEACHER = {"arch": "causal_lm", "layers": 4, "width": 128, "heads": 4, "max_positions": 128}
 STUDENT = {"arch": "causal_lm", "layers": 2, "width": 64, "heads": 4, "max_positions": 128}
 
@@ -190,26 +194,39 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
+def bottleneck(inputs: dict[str, Any], key: tuple[str, int], student: float) -> str:
+    """The slowest stage of a training epoch per worker: reading, decoding or the student."""
+    rates = {
+        "reading": BANDWIDTH / inputs["bytes"][key],
+        "decoding": inputs["decode"][key],
+        "the student": student,
+    }
+    return min(rates, key=lambda stage: rates[stage])
+
+
 def project(inputs: dict[str, Any], workers: list[int]) -> None:
     print(
-        "\n| tokens | encoding | k | storage | workers | inference (CPU / GPU*) | epoch: read "
-        "/ decode / student | read bandwidth needed | bottleneck |"
+        "\n| tokens | encoding | k | storage | workers | inference (CPU / GPU*) | epoch, CPU "
+        "student: read / decode / train | read bandwidth needed (CPU / GPU* student) | "
+        "bottleneck (CPU / GPU* student) |"
     )
-    print("| ---: | --- | ---: | ---: | ---: | --- | --- | ---: | --- |")
+    print("| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- |")
     for tokens in (1e9, 1e10):
         for (name, k), per_token in inputs["bytes"].items():
             for n in workers:
                 read = tokens * per_token / (n * BANDWIDTH)
                 dec = tokens / (n * inputs["decode"][(name, k)])
                 train = tokens / (n * inputs["student"])
-                stages = {"reading": read, "decoding": dec, "the student": train}
-                slowest = max(stages, key=lambda s: stages[s])
                 need = n * inputs["student"] * per_token
+                need_gpu = n * GPU_STUDENT_TOKENS_S * per_token
+                slowest = bottleneck(inputs, (name, k), inputs["student"])
+                slowest_gpu = bottleneck(inputs, (name, k), GPU_STUDENT_TOKENS_S)
                 print(
                     f"| {tokens:.0e} | {name} | {k} | {human(tokens * per_token, 'B')} | {n} | "
                     f"{duration(tokens / (n * inputs['teacher']))} / "
                     f"{duration(tokens / (n * GPU_TOKENS_S))} | {duration(read)} / "
-                    f"{duration(dec)} / {duration(train)} | {human(need, 'B/s')} | {slowest} |"
+                    f"{duration(dec)} / {duration(train)} | {human(need, 'B/s')} / "
+                    f"{human(need_gpu, 'B/s')} | {slowest} / {slowest_gpu} |"
                 )
 
 
@@ -243,6 +260,10 @@ def main() -> None:
         "(measured here)"
     )
     print(f"  object-store reads: {BANDWIDTH / 1e6:.0f} MB/s per worker (ASSUMPTION)")
+    print(
+        f"  student on a GPU: {GPU_STUDENT_TOKENS_S:,.0f} tokens/s (* ASSUMPTION: a third of "
+        "the teacher's size, training at ~3x the FLOPs of inference)"
+    )
     print(f"   {load()}")
     project(inputs, args.workers)
     print(f"\n   {load()}")
