@@ -17,6 +17,7 @@ resident memory (RSS) of this process (the training worker's place) and of every
 process this script's Ray started (the reader actor among them, and the idle workers Ray keeps
 started), and the object store's bytes in use (``ray.available_resources``). Printed per store
 and size: the cache's bytes, the peaks, the time to the first batch and to the whole epoch.
+Each epoch is measured in a fresh process (the builds' leftovers stay in the parent).
 
 Run: ``python benchmarks/lm_stream_memory.py`` (a few minutes on 2 busy cores),
 ``--smoke`` for two small sizes, local disk only.
@@ -159,6 +160,9 @@ def stream_epoch(storage: str, options: dict | None, built: dict, args: Any) -> 
     rows = stream.for_worker(
         batch_size=args.batch_size, shuffle=True, settings=settings, rank=0, world=1
     )
+    import psutil
+
+    before = psutil.Process().memory_info().rss / 2**20  # what the set-up left in this process
     first = None
     started = time.perf_counter()
     with Sampler().running() as sampler:
@@ -175,6 +179,7 @@ def stream_epoch(storage: str, options: dict | None, built: dict, args: Any) -> 
         "units_read": rows.units_read,
         "first_s": first or 0.0,
         "epoch_s": whole,
+        "driver_before": before,
         **sampler.peaks,
     }
 
@@ -195,7 +200,11 @@ def main() -> None:
     parser.add_argument("--stores", nargs="+", default=["local", "s3"])
     parser.add_argument("--keep", help="keep the stores in this folder (a rerun reuses them)")
     parser.add_argument("--smoke", action="store_true", help="8 documents")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # `measured`'s child process
     args = parser.parse_args()
+    if args.measure:
+        measure(json.loads(args.measure))
+        return
     if not args.corpus.exists():
         raise SystemExit(
             f"{args.corpus} is missing: python -m components.text.bundled stdlib {args.corpus}"
@@ -216,30 +225,56 @@ def main() -> None:
                 if where == "s3":  # the same store's files, on the S3 server
                     storage, options = f"s3://bench/docs{documents}", s3
                     copy_to_s3(local, storage, s3)
-                with ray_up(4):
-                    out = stream_epoch(storage, options, built, args)
+                out = measured(storage, options, built, args)
                 results.append({"store": where, "documents": documents, **out})
                 print(f"   {json.dumps(results[-1])} ({load()})", flush=True)
     table(results)
     print(f"   {load()}")
 
 
-def copy_to_s3(local: str, storage: str, options: dict[str, Any]) -> None:
-    import s3fs
+def measured(storage: str, options: dict | None, built: dict, args: Any) -> dict:
+    """`stream_epoch` in a fresh process (this one's memory holds the builds' leftovers)."""
+    job = {"storage": storage, "options": options, "built": built}
+    job |= {"batch_size": args.batch_size, "shuffle_buffer": args.shuffle_buffer}
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
-    s3fs.S3FileSystem(**options).put(local, storage.removeprefix("s3://"), recursive=True)
+
+def measure(job: dict[str, Any]) -> None:
+    """The child's side of `measured`: one sampled epoch, its figures as a JSON line."""
+    args = argparse.Namespace(batch_size=job["batch_size"], shuffle_buffer=job["shuffle_buffer"])
+    with ray_up(4):
+        out = stream_epoch(job["storage"], job["options"], job["built"], args)
+    print(json.dumps(out))
+
+
+def copy_to_s3(local: str, storage: str, options: dict[str, Any]) -> None:
+    """The store's files onto the S3 server, from another process (its buffers are not ours)."""
+    copy = (
+        "import json, sys, s3fs; "
+        "s3fs.S3FileSystem(**json.loads(sys.argv[1])).put(sys.argv[2], sys.argv[3], recursive=True)"
+    )
+    target = storage.removeprefix("s3://")
+    subprocess.run([sys.executable, "-c", copy, json.dumps(options), local, target], check=True)
 
 
 def table(results: list[dict[str, Any]]) -> None:
     print(
-        "\n| store | documents | train tokens | cache (train) | shards | peak RSS: this process "
-        "| Ray workers (sum) | largest worker | object store | first batch | epoch read |"
+        "\n| store | documents | train tokens | cache (train) | shards | this process: before "
+        "| peak | Ray workers (sum) | largest worker | object store | first batch | epoch read |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         print(
             f"| {r['store']} | {r['documents']} | {r['tokens']:,} | {r['bytes'] / 2**20:,.1f} MiB "
-            f"| {r['shards']} | {r['driver']:,.0f} MiB | {r['ray_workers']:,.0f} MiB "
+            f"| {r['shards']} | {r['driver_before']:,.0f} MiB | {r['driver']:,.0f} MiB "
+            f"| {r['ray_workers']:,.0f} MiB "
             f"| {r['largest_worker']:,.0f} MiB | {r['objects']:,.1f} MiB | {fmt_s(r['first_s'])} "
             f"| {fmt_s(r['epoch_s'])} |"
         )
