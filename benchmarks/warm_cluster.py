@@ -10,7 +10,11 @@ exactly one step is recomputed and the rest is cached — what a user iterating 
 sees. Every run is ``kdorch run`` as a subprocess: CLI start, the run, its shutdown.
 
 - embedded: no warm cluster (``ray.local_cluster: false``): the run starts and stops its Ray.
-- warm: after ``kdorch up`` (a state folder of the benchmark's own, `KDORCH_HOME`).
+- warm: after ``kdorch up`` (a state folder of the benchmark's own, `KDORCH_HOME`), run from
+  the directory `kdorch up` ran in, with its ``PYTHONPATH``: the workers inherit both from the
+  head, and the run gives Ray no runtime env.
+- warm, elsewhere: the same run from another directory: a runtime env (``env_vars`` and a
+  setup hook) gives the workers the driver's directory, as every warm run did before.
 - plain: this script with ``--plain-only`` as a subprocess: Python and torch start, the same
   data split, the cached teacher's logits (its checkpoint from the store, one forward pass),
   and the same training loop (`recipe_vs_plain.plain_train`: Adam, cosine schedule, seeded
@@ -76,12 +80,12 @@ def snapshot(folder: Path) -> Path:
 
 
 def kdorch(
-    args: list[str], env: dict[str, str], *, check: bool = True
+    args: list[str], env: dict[str, str], *, check: bool = True, cwd: Path | None = None
 ) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
-        cwd=env["PYTHONPATH"],
+        cwd=cwd or env["PYTHONPATH"],
         env=env,
         capture_output=True,
         text=True,
@@ -94,14 +98,15 @@ def kdorch(
 
 
 def recompute(
-    path: Path, store: Path, env: dict[str, str], lr: float, *, warm: bool
+    path: Path, store: Path, env: dict[str, str], lr: float, *, warm: bool, cwd: Path | None = None
 ) -> tuple[float, dict[str, Any]]:
-    """One timed `kdorch run` that recomputes the student only; (seconds, the student's step)."""
+    """One timed `kdorch run` that recomputes the student only; (seconds, the student's step).
+    ``cwd``: run it from there (default: where `kdorch up` ran)."""
     args = ["run", str(path), "--storage", str(store)]
     args += ["--set", f"steps.student_kd.config.optimizer.lr={lr!r}"]
     if not warm:
         args += ["--set", "ray.local_cluster=false"]
-    seconds, done = kdorch(args, env)
+    seconds, done = kdorch(args, env, cwd=cwd)
     where = "on the warm local Ray" if warm else "on local Ray (embedded)"
     assert where in done.stderr, done.stderr[-2000:]
     record = json.loads(sorted((store / "runs").glob("*/run.json"))[-1].read_text())
@@ -177,8 +182,8 @@ def measure(
     seconds, _ = kdorch(["run", str(path), "--storage", str(store)], env)
     print(f"   the cache (data, teacher, logits, student) filled in {seconds:.1f} s", flush=True)
     times: dict[str, list[float]] = {PLAINS[t]: [] for t in threads}
-    times.update({"embedded": [], "warm": [], "kdorch up": []})
-    times.update({"step (warm)": [], "step (embedded)": []})
+    times.update({"embedded": [], "warm": [], "warm, elsewhere": [], "kdorch up": []})
+    times.update({"step (warm)": [], "step (warm, elsewhere)": [], "step (embedded)": []})
     lr = 0.003
     for _ in range(repeats):
         for count in threads:
@@ -200,13 +205,22 @@ def measure(
         try:
             lr += 1e-6
             seconds, step = recompute(path, store, env, lr, warm=True)
+            lr += 1e-6
+            elsewhere, other = recompute(path, store, env, lr, warm=True, cwd=folder)
         finally:
             kdorch(["down"], env)
         times["warm"].append(seconds)
         times["step (warm)"].append(float(step["seconds"]))
+        times["warm, elsewhere"].append(elsewhere)
+        times["step (warm, elsewhere)"].append(float(other["seconds"]))
         print(
             f"   {'warm':<15} {seconds:6.1f} s (step {step['seconds']:.1f} s; `kdorch up` "
             f"took {up_s:.1f} s, once; {load()})",
+            flush=True,
+        )
+        print(
+            f"   {'warm, elsewhere':<15} {elsewhere:6.1f} s (step {other['seconds']:.1f} s; "
+            f"{load()})",
             flush=True,
         )
     return times

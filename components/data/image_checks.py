@@ -19,10 +19,10 @@ _BUNDLED = (
 
 def check_image_folder(cfg: DatasetConfig) -> list[ConfigIssue]:
     """Issues with ``cfg``'s image folder (none for the other sources)."""
+    if cfg.source != "image_folder" or cfg.uri is None:
+        return []  # before the import: every `kdorch run` checks its dataset steps
     from components.data.images import ImageSourceError, list_image_folder
 
-    if cfg.source != "image_folder" or cfg.uri is None:
-        return []
     try:
         list_image_folder(cfg.uri, cfg.storage_options)
     except ImageSourceError as e:

@@ -190,7 +190,7 @@ def ray_session(settings: RaySettings, address: str | None = None) -> Iterator[R
 
         warm = warm_cluster()
         if warm is not None:
-            target, runtime_env = warm.address, driver_runtime_env(runtime_env)
+            target, runtime_env = warm.address, driver_runtime_env(runtime_env, warm)
     quiet = not settings.log_to_driver  # Ray's own lines only with --verbose (ray_output.py)
     taken = None
     # What ray.init is given alike, whether it joins a cluster or starts one:

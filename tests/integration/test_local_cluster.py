@@ -19,11 +19,15 @@ from tests.support.other_ray import OtherRay, free_port
 pytestmark = pytest.mark.ray
 
 
-def kdorch(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def kdorch(
+    home: Path, *args: str, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KDORCH_HOME": str(home)}
     env.pop("RAY_ADDRESS", None)
     command = [sys.executable, "-m", "orchestrator", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
+    )
 
 
 def test_up_run_down_leaves_nothing_and_another_ray_untouched(
@@ -45,8 +49,13 @@ def test_up_run_down_leaves_nothing_and_another_ray_untouched(
     assert again.returncode == 0 and "already up" in again.stderr
     assert json.loads((home / "local_cluster.json").read_text()) == state  # the same head
 
-    for store in ("s1", "s2"):  # two runs: the same cluster, the same dashboard
-        ran = kdorch(home, "run", str(tmp_path / "p.yaml"), "--storage", str(tmp_path / store))
+    # Two runs: the same cluster, the same dashboard; the first from where `kdorch up` ran (its
+    # workers inherit the driver's environment: no runtime env), the second from elsewhere
+    # (a runtime env gives them the driver's directory and variables).
+    for store, where in (("s1", None), ("s2", tmp_path)):
+        ran = kdorch(
+            home, "run", str(tmp_path / "p.yaml"), "--storage", str(tmp_path / store), cwd=where
+        )
         assert ran.returncode == 0, ran.stderr
         assert f"on the warm local Ray at {state['address']}" in ran.stderr
         assert f"Ray dashboard: {state['dashboard_url']}" in ran.stderr

@@ -15,6 +15,7 @@ from orchestrator.execution import local_cluster
 from orchestrator.execution.local_cluster import (
     DRIVER_CWD,
     LocalCluster,
+    driver_environment,
     driver_runtime_env,
     kdorch_home,
     not_usable,
@@ -87,11 +88,44 @@ def test_a_warm_run_gives_its_workers_the_drivers_code_and_directory(
 ) -> None:
     monkeypatch.setenv("KDORCH_PLUGINS", "my.plugins")
     env = driver_runtime_env({"env_vars": {"A": "1", "KDORCH_PLUGINS": "mine"}, "pip": ["x"]})
-    assert env["pip"] == ["x"]
+    assert env is not None and env["pip"] == ["x"]
     assert env["env_vars"]["A"] == "1"
     assert env["env_vars"]["KDORCH_PLUGINS"] == "mine"  # the pipeline's own value wins
     assert env["env_vars"][DRIVER_CWD] == os.getcwd()
     assert env["worker_process_setup_hook"].endswith("local_cluster.worker_setup")
+
+
+def test_a_head_started_in_the_drivers_environment_needs_no_runtime_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/my/code")
+    monkeypatch.delenv("KDORCH_PLUGINS", raising=False)
+    same = replace(CLUSTER, extra={"driver_environment": driver_environment()})
+    assert driver_environment() == {
+        "PYTHONPATH": "/my/code",
+        "KDORCH_PLUGINS": None,
+        DRIVER_CWD: os.getcwd(),
+    }
+    assert driver_runtime_env(None, same) is None  # its workers inherit all of it
+    assert driver_runtime_env({}, same) is None
+    # Anything else keeps the runtime env that gives the workers the driver's environment:
+    # the pipeline's own, another directory, another variable, a head that recorded nothing.
+    assert driver_runtime_env({"pip": ["x"]}, same) == {
+        "pip": ["x"],
+        "env_vars": {"PYTHONPATH": "/my/code", DRIVER_CWD: os.getcwd()},
+        "worker_process_setup_hook": "orchestrator.execution.local_cluster.worker_setup",
+    }
+    monkeypatch.chdir(tmp_path)
+    elsewhere = driver_runtime_env(None, same)
+    assert elsewhere is not None and elsewhere["env_vars"][DRIVER_CWD] == str(tmp_path)
+    monkeypatch.chdir(same.extra["driver_environment"][DRIVER_CWD])
+    monkeypatch.setenv("KDORCH_PLUGINS", "my.plugins")
+    plugins = driver_runtime_env(None, same)
+    assert plugins is not None and plugins["env_vars"]["KDORCH_PLUGINS"] == "my.plugins"
+    monkeypatch.delenv("KDORCH_PLUGINS")
+    assert driver_runtime_env(None, same) is None
+    assert driver_runtime_env(None, CLUSTER) is not None  # a state file from before
+    assert driver_runtime_env(None, None) is not None
 
 
 def test_down_without_a_cluster_and_with_an_unreadable_file(
