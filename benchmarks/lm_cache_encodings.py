@@ -328,11 +328,83 @@ def print_students(results: dict[tuple[str, int], list[tuple[float, float]]], ba
         )
 
 
+def latest_record(folder: Path, steps: list[str]) -> dict[str, Any]:
+    """The newest run record of the store (``--keep``) with ``steps`` succeeded in it: the
+    caches the students were trained from (``--students``), read as they are."""
+    runs = sorted((folder / "store" / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(runs):
+        record = json.loads(path.read_text())
+        done = {s["step_id"] for s in record["steps"] if s.get("outputs")}
+        if set(steps) <= done:
+            return record
+    raise SystemExit(f"no run in {folder} has {steps}: run --students first (with --keep)")
+
+
+def throughput(folder: Path, label: str, k: int, repeats: int) -> None:
+    """CPU seconds of a streamed training epoch from ``label``'s cache and from fp16's at the
+    same k, alternating, in this process: the real streamed loader (`SequenceStream`, one unit
+    at a time, decoding every epoch) feeding the recipe's student (llama 2 x 64, one thread,
+    forward KL on the top-k with the rule symmetric_uniform, AdamW). CPU time, not wall time:
+    on a shared machine the epoch's wall time varied 7x between two runs of the same step."""
+    from components.lm.models import build_causal_lm
+    from components.lm.streams import SequenceStream
+    from components.losses.base import KDBatch
+    from components.losses.tokens import token_rows, topk_bins
+    from orchestrator import ArtifactStore
+    from schemas.kd.components.training import TrainingSettings
+    from schemas.kd.lm import CausalLMSpec
+    from schemas.kd.text import TokenSequences
+    from schemas.kd.token_cache import TokenCache
+
+    record = latest_record(folder, [cache_id(name, k) for name in ("fp16", label)])
+    store = ArtifactStore(str(folder / "store"))
+    sequences = TokenSequences.model_validate(step_of(record, "tokens")["outputs"]["sequences"])
+    settings = TrainingSettings(seed=0, batch_size=16)
+    spec = {"arch": "causal_lm", "layers": 2, "width": 64, "heads": 4, "max_positions": 128}
+    seconds: dict[str, list[float]] = {name: [] for name in ("fp16", label)}
+    for repeat in range(repeats):
+        for name in ("fp16", label):
+            cache = TokenCache.model_validate(
+                step_of(record, cache_id(name, k))["outputs"]["cache"]
+            )
+            torch.manual_seed(repeat)
+            student = build_causal_lm(CausalLMSpec(**spec, vocab_size=sequences.vocab_size))
+            optimiser = torch.optim.AdamW(student.parameters(), lr=3e-3)
+            rows = SequenceStream(store, sequences, cache, "train", via="local").for_worker(
+                batch_size=16, shuffle=True, settings=settings, rank=0, world=1
+            )
+            started = time.process_time()
+            for batch in rows.batches(repeat):
+                z = student(batch["x"].long())
+                fields = token_rows(
+                    batch["mask"],
+                    student_logits=z,
+                    teacher_topk_indices=batch["teacher_topk_indices"].long(),
+                    teacher_topk_values=batch["teacher_topk_values"].float(),
+                    teacher_rest_mass=batch["teacher_rest_mass"].float(),
+                )
+                bins = topk_bins(KDBatch(**fields), 1.0, "symmetric_uniform")  # type: ignore[arg-type]
+                loss = (bins.teacher.exp() * (bins.teacher - bins.student)).sum(-1).mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            seconds[name].append(time.process_time() - started)
+            print(f"   {name} k={k} epoch {repeat}: {seconds[name][-1]:.1f} CPU-s ({load()})")
+    fp16, best = statistics.median(seconds["fp16"]), statistics.median(seconds[label])
+    tokens = sequences.splits["train"].tokens
+    print(f"\nthroughput, a streamed epoch of the train split ({tokens:,} tokens):")
+    print(f"  fp16 k={k}: median {fp16:.1f} CPU-s; {label} k={k}: median {best:.1f} CPU-s")
+    print(f"  {label} / fp16 throughput: {fp16 / best:.3f}x (goal >= 0.95)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "stdlib.parquet")
     parser.add_argument("--students", action="store_true", help="train students too")
     parser.add_argument("--students-only", action="store_true", help="students, no fidelity")
+    parser.add_argument(
+        "--throughput", type=int, metavar="REPEATS", help="CPU time of a streamed epoch only"
+    )
     parser.add_argument("--best", default="delta 1/8", help="the encoding trained 3 seeds")
     parser.add_argument("--best-k", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=3)
@@ -359,6 +431,9 @@ def main() -> None:
     ks = (8, 16) if args.smoke else KS
     with scratch("kdb-lm-enc-", args.keep) as folder:
         base = recipe_steps(args.corpus, args.smoke, args.teacher_folder)
+        if args.throughput:
+            throughput(folder, args.best, args.best_k, args.throughput)
+            return
         trained = "trained here (the recipe's teacher step)"
         print(f"   teacher: {args.teacher_folder or trained}")
         table = fidelity_table(folder, base, ks) if not args.students_only else None

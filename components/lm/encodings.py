@@ -94,18 +94,25 @@ def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
 
 
 def unpack_bits(packed: np.ndarray, count: int, bits: int) -> np.ndarray:
-    """`pack_bits`'s inverse: (N, bytes) uint8 -> (N, count) int64."""
+    """`pack_bits`'s inverse: (N, bytes) uint8 -> (N, count) int64. Each value is read from the
+    (up to four) bytes it spans, gathered column-wise: no per-bit expansion."""
     n = packed.shape[0]
     size = _byte_width(bits)
     if bits == size * 8:
         whole = np.ascontiguousarray(packed).view(f">u{size}")
         return whole.reshape(n, count).astype(np.int64)
-    planes = np.unpackbits(packed, axis=1, count=count * bits).reshape(n, count, bits)
-    # packbits fills each value's bytes from the top and pads the low bits with zeros.
-    left = np.packbits(planes, axis=2)
-    if left.shape[2] < size:  # 17 to 24 bits: three bytes, a fourth of zeros
-        left = np.pad(left, ((0, 0), (0, 0), (0, size - left.shape[2])))
-    return left.view(f">u{size}")[..., 0].astype(np.int64) >> (size * 8 - bits)
+    span = (bits + 14) // 8  # bytes a value can touch
+    if span > 4:  # 26 bits and more: expand the bits (no vocabulary of kdorch's is that large)
+        planes = np.unpackbits(packed, axis=1, count=count * bits).reshape(n, count, bits)
+        return planes.astype(np.int64) @ (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
+    start = np.arange(count, dtype=np.int64) * bits  # each value's first bit
+    first = start >> 3
+    padded = np.pad(packed, ((0, 0), (0, span)))  # the last value may read past the end
+    window = np.zeros((n, count), np.int64)
+    for byte in range(span):  # at most 4 gathers, each over every value at once
+        window = (window << 8) | padded[:, first + byte]
+    shift = span * 8 - bits - (start & 7)
+    return (window >> shift) & ((1 << bits) - 1)
 
 
 def _packed_width(count: int, bits: int) -> int:
