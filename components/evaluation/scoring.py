@@ -2,7 +2,8 @@
 summaries of models sharing a label and the majority-class baseline (`score_models`).
 
 An adaptive model (`AdaptiveModelCheckpoint`, Meta-DMoE's) adapts to each domain on that
-domain's own first rows (unlabeled) and is then scored with those weights. A model whose
+domain's own unlabeled rows, cross-fitted (each row is scored with the weights adapted on a
+disjoint batch of the domain: `components.metadmoe.adaptive.predict_per_domain`). A model whose
 `trained_domains` include a scored domain is an oracle (an upper bound, `Scores.oracle`); when
 some other model trained only on other domains, the scored domains are held out
 (`Scores.held_out`).

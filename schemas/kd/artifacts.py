@@ -255,9 +255,12 @@ class Adaptation(Model):
 class AdaptiveModelCheckpoint(ModelCheckpoint):
     """A model that adapts to each test domain on an unlabeled batch, then predicts it.
 
-    The contract `evaluate` relies on (not Meta-DMoE's internals): per domain, call ``adapt``
-    on the first ``adaptation.support_size`` rows (unlabeled), then predict every row of that
-    domain with the adapted weights (`components.metadmoe.checkpoints.load_adaptive`). The files
+    The contract `evaluate` relies on (not Meta-DMoE's internals): per domain, the rows are cut
+    into disjoint batches of about ``adaptation.support_size`` (unlabeled), each batch adapts a
+    copy of the weights, and every row is predicted with the weights adapted on another batch —
+    cross-fitted, so no row is scored by an adaptation that saw it
+    (`components.metadmoe.adaptive.predict_per_domain`, loaded by
+    `components.metadmoe.checkpoints.load_adaptive`). The files
     are the student's (``model.json``, ``weights.pt``) plus ``aggregator.pt``; the frozen
     ``experts`` are referenced (same store) and run on the adaptation batch.
     """
