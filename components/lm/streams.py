@@ -142,7 +142,7 @@ class SequenceStream:
     cache: TokenCache | None
     split: str
     #: Who reads the units: "ray" (Ray Data), "local" (this process), "auto" (Ray Data in a
-    #: process connected to Ray).
+    #: process connected to Ray with a fraction of a CPU free for the reader, else local).
     via: str = "auto"
 
     def for_worker(
@@ -202,12 +202,15 @@ class StreamedRows:
     def _feed(self, units: list[Unit]) -> Iterator[Columns]:
         import ray
 
-        from components.lm.ray_feed import ray_feed
+        from components.lm.ray_feed import READ_CPUS, ray_feed
 
         reader = self.reader()
         feed: Iterator[Columns] = iter(())
         via = self.stream.via
-        if units and (via == "ray" or (via == "auto" and ray.is_initialized())):
+        if via == "auto":  # Ray Data when connected and a reader fits beside this worker
+            free = ray.available_resources().get("CPU", 0.0) if ray.is_initialized() else 0.0
+            via = "ray" if free >= READ_CPUS else "local"
+        if units and via == "ray":
             longest = max(u.stop - u.start for u in units)
             unit_bytes = longest * row_bytes(self.stream.sequences, self.stream.cache)
             feed = ray_feed(reader, units, unit_bytes)
