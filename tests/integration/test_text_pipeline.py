@@ -18,12 +18,14 @@ pytestmark = pytest.mark.ray
 
 
 def guide_pipeline(tmp_path: Path) -> Path:
-    """The guide's block of steps, under the `name:` line it tells readers to add."""
-    (block,) = [
+    """The guide's first block of steps (the text data; a later one, the encodings', is run
+    by tests/components/test_lm_cache_encodings.py), under the `name:` line it tells readers
+    to add."""
+    block = next(
         e
         for e in examples(ROOT / "docs" / "language_models.md")
         if e.language == "yaml" and "component: pack_tokens" in e.text
-    ]
+    )
     path = tmp_path / "lm_data.yaml"
     path.write_text("name: lm_data\n" + block.text)
     return path
