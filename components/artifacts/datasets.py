@@ -102,11 +102,7 @@ def to_table(arrays: SplitArrays) -> pa.Table:
 def pixels_table(pixels: np.ndarray, y: np.ndarray, row_id: np.ndarray) -> pa.Table:
     """Images' uint8 pixels (N, C, H, W) as a dataset stores them (``x_storage: uint8``): one
     fixed_size_binary value a row, the pixels' bytes in C order (no copy when they are)."""
-    width = int(np.prod(pixels.shape[1:]))
-    flat = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1)
-    x = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(width), len(pixels), [None, pa.py_buffer(flat)]
-    )
+    x = fixed_binary(pixels.reshape(len(pixels), -1))
     return pa.table({"row_id": pa.array(row_id, pa.int64()), "x": x, "y": pa.array(y, pa.int64())})
 
 
@@ -264,6 +260,22 @@ def fixed_list_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return out
 
 
+def fixed_binary(values: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """Rows of bytes (N, width) as one fixed_size_binary value a row, no copy when they are
+    contiguous uint8 (Parquet stores these as they are; a list of uint8 would become int32s)."""
+    rows = np.ascontiguousarray(values, dtype=np.uint8).reshape(len(values), -1)
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(rows.shape[1]), len(rows), [None, pa.py_buffer(rows.reshape(-1))]
+    )
+
+
+def binary_rows(chunk: pa.Array) -> np.ndarray:
+    """A fixed_size_binary array's bytes as a read-only uint8 view (N, width), no copy."""
+    width = chunk.type.byte_width
+    flat = np.frombuffer(chunk.buffers()[1], np.uint8, len(chunk) * width, chunk.offset * width)
+    return flat.reshape(len(chunk), width)
+
+
 @dataclass(frozen=True)
 class XReader:
     """A dataset's stored ``x`` as the float32 rows (N, prod(feature_shape)) every consumer
@@ -291,10 +303,7 @@ class XReader:
         out = np.empty((sum(len(c) for c in chunks), self.width), np.float32)
         start = 0
         for chunk in chunks:  # the pixels straight from Arrow's buffer into the floats
-            pixels = np.frombuffer(
-                chunk.buffers()[1], np.uint8, len(chunk) * self.width, chunk.offset * self.width
-            )
-            self.to_float(pixels.reshape(len(chunk), self.width), out[start : start + len(chunk)])
+            self.to_float(binary_rows(chunk), out[start : start + len(chunk)])
             start += len(chunk)
         return out
 

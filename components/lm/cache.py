@@ -32,7 +32,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from components.artifacts.datasets import fixed_list_to_numpy
+from components.artifacts.datasets import binary_rows, fixed_binary, fixed_list_to_numpy
 from components.artifacts.logits import fixed_list
 from components.lm import encodings
 from orchestrator import ArtifactError, ArtifactStore
@@ -95,27 +95,16 @@ def encode(
 
 def _column(array: np.ndarray, kind: pa.DataType) -> pa.Array:
     """A row's values as a fixed-size list, or its bytes (``uint8``) as one fixed-size binary
-    value (Parquet stores those as they are; a list of uint8 would become int32s)."""
-    if kind != pa.uint8():
-        return fixed_list(array, kind)
-    data = np.ascontiguousarray(array, dtype=np.uint8)
-    rows, width = data.shape
-    return pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(width), rows, [None, pa.py_buffer(data.tobytes())]
-    )
+    value."""
+    return fixed_binary(array) if kind == pa.uint8() else fixed_list(array, kind)
 
 
 def _column_numpy(column: pa.ChunkedArray) -> np.ndarray:
     """A fixed-size list or binary column as (rows, width) numpy, one copy at most."""
     if not pa.types.is_fixed_size_binary(column.type):
         return fixed_list_to_numpy(column)
-    width = column.type.byte_width
-    parts = [
-        np.frombuffer(c.buffers()[1], np.uint8, len(c) * width, c.offset * width)
-        for c in column.chunks
-    ]
-    flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return flat.reshape(-1, width)
+    parts = [binary_rows(c) for c in column.chunks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _floats(values: Tensor, dtype: str) -> pa.FixedSizeListArray:
