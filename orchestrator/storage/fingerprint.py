@@ -15,18 +15,30 @@ change what a step computes, and `orchestrator.storage.cache.KEY_FORMAT` covers 
 
 Third-party code counts through package versions (`PACKAGES`: torch and ray, plus kdorch's own
 version for a component that is not part of kdorch).
+
+Parsing and printing back ~120 files costs a process ~0.3-0.5 s, which every `kdorch run` paid
+before its first step. What a file's parse gives (its normalised hash and the names it imports)
+is a function of its bytes, this module's code and the Python version, so it is kept on disk
+between processes (`ParseCache`, in ``$XDG_CACHE_HOME/kdorch``, else ``~/.cache/kdorch``), keyed
+by the sha256 of those three: an edited file, a changed normaliser or another Python misses and is
+parsed again. The cache is only a shortcut; it is ignored when it cannot be read or written.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
+import json
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 #: Packages whose version is part of every fingerprint (their code decides what a step computes).
 PACKAGES = ("torch", "ray")
@@ -121,15 +133,96 @@ def _siblings(file: Path) -> list[str]:
     return sorted(f".{name}" for name in names)
 
 
+class ParseCache:
+    """`_parse`'s results across processes: one JSON file mapping the sha256 of (a file's bytes,
+    this module's code, the Python version) to [normalised hash, imported names]. Read once per
+    process, written back (atomically, merged with what other processes wrote meanwhile) when a
+    fingerprint parsed something new; the oldest entries beyond `LIMIT` are dropped."""
+
+    LIMIT = 4096
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict[str, list[Any]] | None = None
+        self._new: dict[str, list[Any]] = {}
+        self._salt = hashlib.sha256(Path(__file__).read_bytes() + sys.version.encode()).digest()
+
+    @staticmethod
+    def default_path() -> Path:
+        root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(root) / "kdorch" / "code-parses.json"
+
+    def key(self, source: bytes) -> str:
+        return hashlib.sha256(self._salt + source).hexdigest()
+
+    def _read(self) -> dict[str, list[Any]]:
+        if self.path is None:
+            return {}
+        try:
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    def get(self, key: str) -> tuple[str, tuple[str, ...]] | None:
+        if self._entries is None:
+            self._entries = self._read()
+        entry = self._new.get(key) or self._entries.get(key)
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+            return None
+        return entry[0], tuple(entry[1])
+
+    def put(self, key: str, value: tuple[str, tuple[str, ...]]) -> None:
+        self._new[key] = [value[0], list(value[1])]
+
+    def flush(self) -> None:
+        """Write what this process parsed (merged with the file as it is now), if anything."""
+        if not self._new or self.path is None:
+            return
+        entries = {**self._read(), **self._new}
+        entries = dict(list(entries.items())[-self.LIMIT :])
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".code-parses-")
+            try:
+                with os.fdopen(fd, "w") as out:
+                    json.dump(entries, out, separators=(",", ":"))
+                os.replace(temp, self.path)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+        self._entries, self._new = entries, {}
+
+
+_PARSES = ParseCache(ParseCache.default_path())
+
+
 @cache
 def _parse(file: Path, stamp: tuple[int, int]) -> tuple[str, tuple[str, ...]]:
     """(hash of the normalised code, every module name it imports or may import, relative
-    names with their leading dots)."""
-    tree = ast.parse(file.read_bytes(), filename=str(file))
+    names with their leading dots); from `_PARSES` when this very code was parsed before."""
+    source = file.read_bytes()
+    key = _PARSES.key(source)
+    parsed = _PARSES.get(key)
+    if parsed is None:
+        parsed = _parse_source(source, file)
+        _PARSES.put(key, parsed)
+    digest, imported = parsed
+    if SIBLINGS in imported:  # the folder's listing, as it is now (not part of the bytes)
+        imported = tuple(n for n in imported if n != SIBLINGS) + tuple(_siblings(file))
+    return digest, imported
+
+
+#: Stands, among a parse's imports, for every module beside the file (`_lists_its_package`).
+SIBLINGS = "<siblings>"
+
+
+def _parse_source(source: bytes, file: Path) -> tuple[str, tuple[str, ...]]:
+    tree = ast.parse(source, filename=str(file))
     imported: list[str] = []
     for node in ast.walk(tree):
         if _lists_its_package(node):
-            imported += _siblings(file)
+            imported.append(SIBLINGS)
         elif isinstance(node, ast.Import):
             imported += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -182,6 +275,7 @@ def code_fingerprint(module_name: str) -> dict[str, str]:
             found = _locate(name, roots)
             if found is not None:
                 queue.append(found)
+    _PARSES.flush()
     return dict(sorted(code.items()))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.storage.fingerprint import code_fingerprint, packages_for
+from orchestrator.storage import fingerprint
+from orchestrator.storage.fingerprint import ParseCache, code_fingerprint, packages_for
 from tests.support.edits import rewrite
 
 LIB = '''
@@ -132,3 +134,78 @@ def test_a_single_file_module_counts(tmp_path: Path, monkeypatch: pytest.MonkeyP
     rewrite(module, "return 1", "return 2")
     assert code_fingerprint("my_models") != first
     assert code_fingerprint("my_models.sub") == {}  # a file has no submodules
+
+
+@pytest.fixture()
+def parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """`code_fingerprint` with a disk cache of its own (``tmp_path/parses.json``), starting as a
+    new process would: nothing parsed in memory yet."""
+    path = tmp_path / "parses.json"
+    monkeypatch.setattr(fingerprint, "_PARSES", ParseCache(path))
+    fingerprint._parse.cache_clear()
+    yield path
+    fingerprint._parse.cache_clear()
+
+
+def as_a_new_process(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Forget what this process parsed and read ``path`` afresh; returns the files parsed from
+    now on (the disk cache's misses)."""
+    monkeypatch.setattr(fingerprint, "_PARSES", ParseCache(path))
+    fingerprint._parse.cache_clear()
+    parsed: list[Path] = []
+    real = fingerprint._parse_source
+
+    def counting(source: bytes, file: Path) -> tuple[str, tuple[str, ...]]:
+        parsed.append(file)
+        return real(source, file)
+
+    monkeypatch.setattr(fingerprint, "_parse_source", counting)
+    return parsed
+
+
+def test_parses_are_kept_on_disk_for_the_next_process(
+    package: Path, parses: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = code_fingerprint("fpkg.comp")
+    assert parses.is_file()
+    parsed = as_a_new_process(parses, monkeypatch)
+    assert code_fingerprint("fpkg.comp") == first
+    assert parsed == []  # every file came from the disk cache
+    rewrite(package / "sub" / "helper.py", "return x", "return x + 1")
+    parsed = as_a_new_process(parses, monkeypatch)
+    after = code_fingerprint("fpkg.comp")
+    assert parsed == [package / "sub" / "helper.py"]  # the edited file only
+    assert [f for f in first if first[f] != after[f]] == ["fpkg/sub/helper.py"]
+
+
+def test_a_cached_parse_still_lists_the_modules_beside_it_now(
+    package: Path, parses: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry imports whatever its folder holds: a module added later is in its closure
+    even when the registry's own parse comes from the disk cache."""
+    (package / "sub" / "registry.py").write_text(
+        "import importlib, pkgutil\n\n"
+        "def load(path):\n"
+        "    for m in pkgutil.iter_modules(path):\n"
+        "        importlib.import_module(f'fpkg.sub.{m.name}')\n"
+    )
+    assert "fpkg/sub/plugin.py" not in code_fingerprint("fpkg.sub.registry")
+    (package / "sub" / "plugin.py").write_text("Y = 2\n")
+    parsed = as_a_new_process(parses, monkeypatch)
+    assert "fpkg/sub/plugin.py" in code_fingerprint("fpkg.sub.registry")
+    assert parsed == [package / "sub" / "plugin.py"]
+
+
+def test_an_unreadable_or_unwritable_cache_is_ignored(
+    package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = code_fingerprint("fpkg.comp")
+    broken = tmp_path / "parses.json"
+    broken.write_text("{not json")
+    as_a_new_process(broken, monkeypatch)
+    assert code_fingerprint("fpkg.comp") == expected
+    assert json.loads(broken.read_text())  # rewritten whole (atomically), valid again
+    blocked = tmp_path / "a-file" / "parses.json"  # its folder is a file: cannot be written
+    (tmp_path / "a-file").write_text("")
+    as_a_new_process(blocked, monkeypatch)
+    assert code_fingerprint("fpkg.comp") == expected
