@@ -234,7 +234,7 @@ def _execute(
             Scheduler(
                 graph,
                 store,
-                RayBackend(),
+                RayBackend(warm=session.warm),
                 run_id=run_id,
                 listeners=listeners,
                 ray_address=session.address,

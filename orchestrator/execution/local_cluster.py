@@ -118,21 +118,45 @@ def processes_under(temp_dir: str) -> list[int]:
 
 
 def stop_processes(temp_dir: str, grace_s: float = 5.0) -> list[int]:
-    """SIGTERM, then SIGKILL, every process of ``temp_dir`` (`processes_under`); returns the
-    pids that were stopped. Nothing else on the machine is touched."""
-    stopped: set[int] = set()
+    """SIGTERM, then SIGKILL, every process of ``temp_dir`` (`processes_under`) and every
+    process those started; returns the pids that were stopped. Nothing else on the machine is
+    touched.
+
+    The descendants count because a Ray worker or agent renames its command line
+    (``ray::ProgressSink``, ``ray::DashboardAgent``): the temp dir no longer names it, and one
+    left behind by its dead raylet lived on for minutes, reparented to init."""
+    import psutil  # a dependency of Ray's
+
+    targets: dict[int, Any] = {}
+    for pid in processes_under(temp_dir):
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            targets[pid] = process
+            targets.update((child.pid, child) for child in process.children(recursive=True))
+    targets.pop(os.getpid(), None)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = processes_under(temp_dir)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-                stopped.add(pid)
+        for process in _running(targets.values()):
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(sig)
         deadline = time.monotonic() + grace_s
-        while processes_under(temp_dir) and time.monotonic() < deadline:
+        while _running(targets.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not processes_under(temp_dir):
+        if not _running(targets.values()):
             break
-    return sorted(stopped)
+    return sorted(targets)
+
+
+def _running(processes: Any) -> list[Any]:
+    """Those of ``processes`` (psutil's) still running: not gone, not a zombie, and not another
+    process that took the pid since (psutil compares start times)."""
+    import psutil
+
+    alive = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+    return alive
 
 
 def not_usable(cluster: LocalCluster, answer_timeout_s: float = 3.0) -> str | None:

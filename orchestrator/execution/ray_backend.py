@@ -67,7 +67,9 @@ def task_options(node: Node) -> dict[str, Any]:
 class RayBackend:
     name = "ray"
 
-    def __init__(self) -> None:
+    def __init__(self, *, warm: bool = False) -> None:
+        """``warm``: on the warm cluster of `kdorch up` (its long-lived progress sink)."""
+        self._warm = warm
         self._submitted: dict[Any, float] = {}
         self._sink: Any = None
         self._report: Report | None = None
@@ -79,7 +81,7 @@ class RayBackend:
         `ProgressSink` actor (`shared_sink`), which this backend drains while it waits, handing
         each line to ``report``."""
         self._report = report
-        self._sink, name, namespace = shared_sink()
+        self._sink, name, namespace = shared_sink(self._warm)
         self._channel = uuid.uuid4().hex
         return ToSink(name, namespace, self._channel)
 

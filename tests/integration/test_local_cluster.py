@@ -4,12 +4,14 @@ must stay untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from orchestrator.execution.local_cluster import processes_under
@@ -28,6 +30,15 @@ def kdorch(
     return subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
     )
+
+
+def started_by(pids: list[int]) -> list[psutil.Process]:
+    """Every process that those of ``pids`` started (Ray's workers and agents)."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found += psutil.Process(pid).children(recursive=True)
+    return found
 
 
 def test_up_run_down_leaves_nothing_and_another_ray_untouched(
@@ -61,11 +72,18 @@ def test_up_run_down_leaves_nothing_and_another_ray_untouched(
         assert f"Ray dashboard: {state['dashboard_url']}" in ran.stderr
         assert "total" in ran.stderr and "succeeded" in ran.stderr
     assert processes_under(state["temp_dir"])  # the head outlives the runs
+    # Both runs passed their progress through one sink, which lives on the head.
+    started = started_by(processes_under(state["temp_dir"]))
+    sinks = [p for p in started if p.cmdline()[:1] == ["ray::ProgressSink"]]
+    assert len(sinks) == 1, [p.cmdline()[:1] for p in started]
 
     down = kdorch(home, "down")
     assert down.returncode == 0, down.stderr
     assert f"stopped the warm local Ray at {state['address']}" in down.stderr
     assert processes_under(state["temp_dir"]) == []
+    # Workers and agents rename their command line (the temp dir no longer names them): down
+    # stops them too, rather than leaving them to notice their raylet is gone.
+    assert not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not Path(state["temp_dir"]).exists()
     assert not (home / "local_cluster.json").exists()
     assert set(others) <= set(processes_under(str(other_ray.temp_dir)))  # the other Ray lives

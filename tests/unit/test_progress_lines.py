@@ -11,8 +11,10 @@ import time
 from orchestrator.execution.progress import (
     FLUSH_S,
     MAX_LINES_PER_FLUSH,
+    STALE_CHANNEL_S,
     Flusher,
     LineBuffer,
+    SinkLines,
     ToSink,
     left_out_line,
 )
@@ -132,3 +134,20 @@ def test_the_flusher_thread_ends_when_no_step_has_lines_open() -> None:
     flusher.watch(buffer)  # the next step's lines start it again
     assert flusher._thread is not None and flusher._thread.is_alive()
     flusher.forget(buffer)
+
+
+def test_a_sink_drops_channels_nobody_drained_for_an_hour() -> None:
+    """A warm cluster's sink outlives runs: the lines of a run whose driver died go, in time."""
+    now = [0.0]
+    sink = SinkLines(clock=lambda: now[0])
+    sink.push("dead run", "s", ["never drained"])
+    sink.push("live run", "s", ["first"])
+    now[0] = STALE_CHANNEL_S - 1
+    sink.push("live run", "s", ["second"])
+    assert sink.drain("live run") == [("s", "first"), ("s", "second")]
+    assert sink.drain("live run") == []
+    now[0] = STALE_CHANNEL_S + 1
+    sink.push("new run", "t", ["hello"])  # each push sweeps the stale channels
+    assert sink.drain("dead run") == []
+    assert sink.drain("new run") == [("t", "hello")]
+    assert sink.lines == {} and sink.pushed == {}
