@@ -13,6 +13,7 @@ from orchestrator.execution.local_cluster import (
     not_usable,
     read_state,
     start,
+    start_progress_sink,
     state_file,
     stop,
 )
@@ -73,6 +74,10 @@ def up(
         num_gpus=int(capacity["GPU"]),
         dashboard_port=dashboard_port,
     )
+    try:
+        start_progress_sink(cluster)
+    except Exception as e:  # the first run starts it then: a convenience, never a failure
+        err.print(f"[yellow]![/] the progress sink did not start ({e}); the first run will")
     cluster.write(path)
     taken = cluster.extra.get("dashboard_port_taken")
     note = f" (port {taken} is taken)" if taken else ""

@@ -335,6 +335,29 @@ def start(*, num_cpus: int, num_gpus: int, dashboard_port: int) -> LocalCluster:
     )
 
 
+def start_progress_sink(cluster: LocalCluster, timeout_s: float = 60.0) -> None:
+    """Start the head's progress sink (`progress.WARM_SINK`) now, from a driver of
+    `kdorch up`'s own, so that the first run, like the others, finds it instead of starting it.
+    Raises when it does not answer in ``timeout_s``."""
+    import ray
+
+    from orchestrator.execution.progress import shared_sink
+    from orchestrator.execution.ray_output import (
+        ray_logging_level,
+        routine_raylet_messages_dropped,
+    )
+
+    with routine_raylet_messages_dropped(True):
+        ray.init(
+            address=cluster.address, log_to_driver=False, logging_level=ray_logging_level(True)
+        )
+        try:
+            handle, _, _ = shared_sink(warm=True)
+            ray.get(handle.drain.remote(""), timeout=timeout_s)
+        finally:
+            ray.shutdown()
+
+
 def stop(cluster: LocalCluster) -> list[int]:
     """Stop the head's processes and its workers (`stop_processes`), then remove its temp dir;
     returns the pids stopped."""

@@ -41,6 +41,11 @@ def started_by(pids: list[int]) -> list[psutil.Process]:
     return found
 
 
+def sinks(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The progress sinks among ``processes``."""
+    return [p for p in processes if p.cmdline()[:1] == ["ray::ProgressSink"]]
+
+
 def test_up_run_down_leaves_nothing_and_another_ray_untouched(
     tmp_path: Path, other_ray: OtherRay
 ) -> None:
@@ -56,6 +61,8 @@ def test_up_run_down_leaves_nothing_and_another_ray_untouched(
     assert state["dashboard_url"] == f"http://127.0.0.1:{dashboard}"
     assert f"address: {state['address']}" in up.stdout
     assert processes_under(state["temp_dir"])
+    sink = sinks(started_by(processes_under(state["temp_dir"])))  # started by up, for every run
+    assert len(sink) == 1
     again = kdorch(home, "up")
     assert again.returncode == 0 and "already up" in again.stderr
     assert json.loads((home / "local_cluster.json").read_text()) == state  # the same head
@@ -72,10 +79,9 @@ def test_up_run_down_leaves_nothing_and_another_ray_untouched(
         assert f"Ray dashboard: {state['dashboard_url']}" in ran.stderr
         assert "total" in ran.stderr and "succeeded" in ran.stderr
     assert processes_under(state["temp_dir"])  # the head outlives the runs
-    # Both runs passed their progress through one sink, which lives on the head.
+    # Both runs passed their progress through the sink up started, which lives on the head.
     started = started_by(processes_under(state["temp_dir"]))
-    sinks = [p for p in started if p.cmdline()[:1] == ["ray::ProgressSink"]]
-    assert len(sinks) == 1, [p.cmdline()[:1] for p in started]
+    assert sinks(started) == sink, [p.cmdline()[:1] for p in started]
 
     down = kdorch(home, "down")
     assert down.returncode == 0, down.stderr
