@@ -12,7 +12,9 @@ sees. Every run is ``kdorch run`` as a subprocess: CLI start, the run, its shutd
 - embedded: no warm cluster (``ray.local_cluster: false``): the run starts and stops its Ray.
 - warm: after ``kdorch up`` (a state folder of the benchmark's own, `KDORCH_HOME`), run from
   the directory `kdorch up` ran in, with its ``PYTHONPATH``: the workers inherit both from the
-  head, and the run gives Ray no runtime env.
+  head, and the run gives Ray no runtime env. The first run on the fresh head, as every repeat
+  starts one: `kdorch up` starts the progress sink that runs share, and the code parses behind
+  the cache keys are on disk since the cache was filled (as after any earlier run).
 - warm, elsewhere: the same run from another directory: a runtime env (``env_vars`` and a
   setup hook) gives the workers the driver's directory, as every warm run did before.
 - plain: this script with ``--plain-only`` as a subprocess: Python and torch start, the same

@@ -42,8 +42,10 @@ def pipeline(store: Path, workers: int) -> Pipeline:
 
 
 def kill_once_checkpointed(
-    p: Pipeline, store: Path, pattern: str, pids: Callable[[], list[int]]
+    p: Pipeline, checkpointed: Callable[[], bool], pids: Callable[[], list[int]]
 ) -> tuple[int | None, object]:
+    """Run ``p`` and SIGKILL the first of ``pids()`` once ``checkpointed()`` says a whole
+    checkpoint is in the store; (the pid killed or None, the run's record)."""
     result: dict[str, object] = {}
     thread = threading.Thread(target=lambda: result.update(record=run(p.spec)))
     thread.start()
@@ -52,7 +54,7 @@ def kill_once_checkpointed(
     found: list[int] = []
     while thread.is_alive() and time.time() < deadline:
         found = found or pids()  # the state API is slow: ask before it matters
-        if found and len(list(store.glob(pattern))) >= 2:
+        if found and checkpointed():
             killed = found[0]
             os.kill(killed, signal.SIGKILL)
             break
@@ -82,9 +84,13 @@ def test_killed_step_process_resumes_from_the_store(ray_dashboard: str, tmp_path
         return [int(t.worker_pid) for t in tasks if t.worker_pid]
 
     store = tmp_path / "store"
-    # Two checkpoint folders have been seen once the second epoch's pointer moved on.
+    # The pointer is renamed into place once its checkpoint's files are written (what the two
+    # entries of the folder counted before, the first checkpoint's folder and the pointer's
+    # temporary file, only show a checkpoint being written: killed then, the step starts over).
     killed, record = kill_once_checkpointed(
-        pipeline(store, 1), store, "objects/*/*/_resume/loop/*", step_pids
+        pipeline(store, 1),
+        lambda: any(store.glob("objects/*/*/_resume/loop/latest.json")),
+        step_pids,
     )
     assert killed is not None, "training ended before its process could be killed"
     check_resumed(record)
@@ -104,8 +110,10 @@ def test_killed_ray_train_worker_resumes_from_checkpoint(
         return [int(a.pid) for a in actors if a.pid]
 
     store = tmp_path / "store"
+    # Ray Train writes a checkpoint's folder in place: the first is whole once a second starts.
+    pattern = "objects/*/*/*/_work/ray_train/*/checkpoint_*"
     killed, record = kill_once_checkpointed(
-        pipeline(store, 2), store, "objects/*/*/*/_work/ray_train/*/checkpoint_*", worker_pids
+        pipeline(store, 2), lambda: len(list(store.glob(pattern))) >= 2, worker_pids
     )
     assert killed is not None, "training ended before a worker could be killed"
     check_resumed(record)
