@@ -33,7 +33,6 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -181,16 +180,11 @@ class ParseCache:
             return
         entries = {**self._read(), **self._new}
         entries = dict(list(entries.items())[-self.LIMIT :])
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a temp file renamed, as `LocalCluster.write` does
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".code-parses-")
-            try:
-                with os.fdopen(fd, "w") as out:
-                    json.dump(entries, out, separators=(",", ":"))
-                os.replace(temp, self.path)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
+            temp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            temp.write_text(json.dumps(entries, separators=(",", ":")))
+            temp.replace(self.path)
         self._entries, self._new = entries, {}
 
 
